@@ -1,0 +1,207 @@
+#include "net.h"
+
+#include "error.h"
+#include "signals.h"
+
+#include <arpa/inet.h>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace ladder {
+
+namespace {
+
+struct Address {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+};
+
+Address parse_address(const std::string& host, std::uint16_t port) {
+    Address a;
+    std::string bare = host;
+    if (bare.size() >= 2 && bare.front() == '[' && bare.back() == ']')
+        bare = bare.substr(1, bare.size() - 2);
+    if (bare == "localhost") bare = "127.0.0.1";
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+    if (::inet_pton(AF_INET, bare.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        a.length = sizeof(sockaddr_in);
+    } else if (::inet_pton(AF_INET6, bare.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        a.length = sizeof(sockaddr_in6);
+    } else {
+        throw std::invalid_argument("--host '" + host +
+                                    "' is not an IPv4 or IPv6 address (try 127.0.0.1)");
+    }
+    return a;
+}
+
+std::string format_address(const sockaddr_storage& s) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (s.ss_family == AF_INET6) {
+        auto* v6 = reinterpret_cast<const sockaddr_in6*>(&s);
+        ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+        return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
+    }
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&s);
+    ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+}
+
+std::string_view hint_for(int err) {
+    switch (err) {
+    case EADDRINUSE: return "another process has this port; choose one with --port N, or --port 0";
+    case EADDRNOTAVAIL: return "this machine has no such address; try --host 127.0.0.1";
+    case EACCES: return "ports below 1024 need root; use --port 8080 or --port 0";
+    case EMFILE:
+    case ENFILE: return "out of file descriptors; raise the limit with ulimit -n";
+    default: return {};
+    }
+}
+
+void set_option(FdRef fd, int level, int name, const char* what) {
+    int on = 1;
+    if (::setsockopt(fd.get(), level, name, &on, sizeof on) != 0)
+        throw_sys(std::string("setsockopt(") + what + ")");
+}
+
+// The reserve descriptor (muduo's Acceptor, after libev's documentation):
+// keep one spare descriptor open. When accept() fails with EMFILE the
+// connection stays in the queue and the listener stays readable, so a
+// level-triggered loop would wake forever. Closing the spare frees one slot:
+// accept the client, close it (the client sees a clean close, not a hang),
+// and reopen the spare.
+std::mutex reserve_mutex;
+Fd reserve_fd;
+
+void open_reserve() {
+    if (!reserve_fd) reserve_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+bool shed_one(FdRef listener) {
+    std::lock_guard lock(reserve_mutex);
+    if (!reserve_fd) return false;
+    reserve_fd.reset();
+    Fd victim(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    bool shed = victim.valid();
+    victim.reset();
+    open_reserve();
+    return shed;
+}
+
+}  // namespace
+
+Fd listen_tcp(const ListenOptions& o) {
+    Address addr = parse_address(o.host, o.port);
+    std::string where = o.host + ":" + std::to_string(o.port);
+    int type = SOCK_STREAM | SOCK_CLOEXEC | (o.nonblocking ? SOCK_NONBLOCK : 0);
+    Fd fd(::socket(addr.storage.ss_family, type, 0));
+    if (!fd) throw_sys("socket", errno, hint_for(errno));
+    // A restarted server can bind while old connections sit in TIME_WAIT.
+    set_option(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR");
+    if (o.reuseport) set_option(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT");
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr.storage), addr.length) != 0)
+        throw_sys("bind(" + where + ")", errno, hint_for(errno));
+    if (::listen(fd.get(), o.backlog) != 0)
+        throw_sys("listen(" + where + ")", errno, hint_for(errno));
+    {
+        std::lock_guard lock(reserve_mutex);
+        open_reserve();
+    }
+    return fd;
+}
+
+std::string local_address(FdRef fd) {
+    sockaddr_storage s{};
+    socklen_t len = sizeof s;
+    if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&s), &len) != 0)
+        throw_sys("getsockname");
+    return format_address(s);
+}
+
+void announce_listening(FdRef listener) {
+    std::printf("listening on %s\n", local_address(listener).c_str());
+    std::fflush(stdout);
+}
+
+void set_nonblocking(FdRef fd) {
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0) throw_sys("fcntl(F_GETFL)");
+    if (::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+        throw_sys("fcntl(F_SETFL,O_NONBLOCK)");
+}
+
+std::optional<Fd> try_accept(FdRef listener, bool nonblocking, bool* refused) {
+    if (refused) *refused = false;
+    int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
+    int fd = ::accept4(listener.get(), nullptr, nullptr, flags);
+    if (fd >= 0) return Fd(fd);
+    switch (errno) {
+    case EAGAIN:
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+        return std::nullopt;
+    case EMFILE:
+    case ENFILE: {
+        int err = errno;
+        bool shed = shed_one(listener);
+        if (refused) *refused = shed;
+        std::fprintf(stderr, "accept: %s — %s\n", errno_text(err).c_str(),
+                     shed ? "closed one new connection; raise ulimit -n"
+                          : "no reserve descriptor left; raise ulimit -n");
+        return std::nullopt;
+    }
+    case EINVAL:
+        if (stop_requested()) return std::nullopt;
+        [[fallthrough]];
+    default:
+        throw_sys("accept4");
+    }
+}
+
+IoResult read_some(FdRef fd, Buffer& in, std::size_t max) {
+    auto space = in.writable(max);
+    ssize_t n = retry_eintr([&] { return ::read(fd.get(), space.data(), max); });
+    if (n > 0) {
+        in.commit(static_cast<std::size_t>(n));
+        return {IoResult::ok, static_cast<std::size_t>(n)};
+    }
+    if (n == 0) return {IoResult::eof};
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {IoResult::would_block};
+    return {IoResult::error, 0, errno};
+}
+
+IoResult write_some(FdRef fd, Buffer& out) {
+    auto bytes = out.readable();
+    if (bytes.empty()) return {IoResult::ok};
+    ssize_t n = retry_eintr(
+        [&] { return ::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL); });
+    if (n >= 0) {
+        out.consume(static_cast<std::size_t>(n));
+        return {IoResult::ok, static_cast<std::size_t>(n)};
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {IoResult::would_block};
+    return {IoResult::error, 0, errno};
+}
+
+IoResult write_all(FdRef fd, Buffer& out) {
+    std::size_t total = 0;
+    while (!out.empty()) {
+        IoResult r = write_some(fd, out);
+        if (r.kind != IoResult::ok) return {r.kind, total, r.err};
+        total += r.bytes;
+    }
+    return {IoResult::ok, total};
+}
+
+}  // namespace ladder

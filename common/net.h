@@ -1,0 +1,72 @@
+// net.h — sockets: listen, accept, read, write, and the ready line.
+//
+// The steps call accept/select/poll/epoll themselves when that is the
+// lesson; these helpers carry the error handling that is the same everywhere.
+#pragma once
+
+#include "buffer.h"
+#include "fd.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace ladder {
+
+struct ListenOptions {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;
+    bool reuseport = false;    // SO_REUSEPORT: several listeners share the port
+    bool nonblocking = false;  // accept() returns EAGAIN instead of sleeping
+    int backlog = 4096;        // the kernel caps it at net.core.somaxconn
+};
+
+// socket + SO_REUSEADDR + bind + listen, IPv4 or IPv6 by the host's form.
+// Throws sys_error naming the call, the address and a hint for the usual
+// causes (port in use: --port 0; out of descriptors: ulimit -n).
+Fd listen_tcp(const ListenOptions& options);
+
+// "127.0.0.1:8080" / "[::1]:8080" — the socket's own address.
+std::string local_address(FdRef fd);
+
+// Prints the ready line, "listening on HOST:PORT", on stdout and flushes.
+// Exactly one line on stdout before the stats; everything else is stderr.
+void announce_listening(FdRef listener);
+
+void set_nonblocking(FdRef fd);
+
+// Accepts one connection. Empty when there is none to take now:
+//   EAGAIN       the queue is empty (non-blocking listener);
+//   EINTR        a signal arrived (the caller checks stop_requested());
+//   ECONNABORTED / EPROTO   the client left before we took it;
+//   EMFILE / ENFILE         out of descriptors: the reserve-descriptor trick
+//                (see net.cpp) accepts and closes that one client, so it is
+//                told "no" at once instead of waiting in the queue, and a
+//                level-triggered loop does not spin on a listener it cannot
+//                drain; counted in `refused` by the caller via *refused;
+//   EINVAL after stop_requested(): the listener was shut down to wake us.
+// Other errors throw. The new socket gets SOCK_CLOEXEC, plus SOCK_NONBLOCK
+// when `nonblocking`.
+std::optional<Fd> try_accept(FdRef listener, bool nonblocking = false,
+                             bool* refused = nullptr);
+
+// Result of one read or write. EINTR is retried inside; EAGAIN is a state,
+// not an error; EOF is its own state (read only).
+struct IoResult {
+    enum Kind { ok, would_block, eof, error } kind;
+    std::size_t bytes = 0;
+    int err = 0;  // errno when kind == error (ECONNRESET, EPIPE, ...)
+};
+
+// One read() of up to `max` bytes into the buffer's writable end.
+IoResult read_some(FdRef fd, Buffer& in, std::size_t max = 64 * 1024);
+
+// One send() of the buffer's readable bytes (MSG_NOSIGNAL: a vanished peer
+// is EPIPE, never a SIGPIPE that kills the server); consumes what was sent.
+IoResult write_some(FdRef fd, Buffer& out);
+
+// Blocking sockets: writes everything (looping over short writes).
+IoResult write_all(FdRef fd, Buffer& out);
+
+}  // namespace ladder

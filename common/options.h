@@ -1,0 +1,64 @@
+// options.h — the command line every step shares.
+//
+//   --host ADDR  --port N  --mode http|echo  --threads N  --workers M  --help
+//
+// plus the flags a step adds for itself (Flag). A bad flag prints one line
+// naming it, then the usage, on stderr, and exits 2.
+#pragma once
+
+#include <climits>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace ladder {
+
+enum class Mode { http, echo };
+std::string_view to_string(Mode mode) noexcept;
+
+struct Options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;
+    Mode mode = Mode::http;
+    int threads = 0;  // 0: the step's default
+    int workers = 0;  // 0: the step's default
+};
+
+// A step-specific flag. A bool* target is a switch (--naive-et); an int*
+// takes a number in [min, max]; a std::string* takes any word, or one of
+// `choices` (separated by '|') when given.
+struct Flag {
+    std::string_view name;  // without the leading "--"
+    std::string_view help;
+    std::variant<bool*, int*, std::string*> target;
+    long min = 0;
+    long max = INT_MAX;
+    std::string_view choices = {};
+};
+
+struct StepInfo {
+    std::string_view program;  // "step-01"
+    std::string_view summary;  // one line for --help
+    bool has_threads = false;  // whether --threads / --workers mean something here
+    bool has_workers = false;
+};
+
+// Parses argv; on --help prints usage to stdout and exits 0; on a bad flag
+// prints "step-NN: <problem>" and the usage to stderr and exits 2.
+Options parse_options(int argc, char** argv, const StepInfo& step,
+                      const std::vector<Flag>& extra = {});
+
+// Result of parsing, without exiting: for tests. `error` is empty on success.
+struct ParseOutcome {
+    Options options;
+    bool help = false;
+    std::string error;
+};
+ParseOutcome try_parse_options(int argc, const char* const* argv, const StepInfo& step,
+                               const std::vector<Flag>& extra = {});
+
+std::string usage(const StepInfo& step, const std::vector<Flag>& extra = {});
+
+}  // namespace ladder

@@ -1,0 +1,101 @@
+// session.h — one connection's protocol state: echo or the HTTP/1.1 subset.
+//
+// A step owns the socket and decides when to read and write; the session
+// owns the bytes. The same four calls serve every model, blocking or not:
+//
+//     read_some(fd, s.input());   s.process();   write_some(fd, s.output());
+//     s.want()  -> what to wait for next      s.done() -> close now
+//
+//   input()  ──process()──▶  output()
+//   bytes read               responses, in request order
+//
+// Thread rule: a Session is used by one thread at a time (its connection's).
+#pragma once
+
+#include "buffer.h"
+#include "options.h"
+#include "stats.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace ladder {
+
+// What the connection wants the loop to wait for next (Bendersky's
+// want_read/want_write): the loop alone turns this into select/poll/epoll
+// interest.
+struct Want {
+    bool read = true;
+    bool write = false;
+};
+
+// A request whose answer takes real time: GET /work?ms=N sleeps, GET /cpu?n=N
+// hashes. Step 09 hands these to worker threads; every other step runs them
+// inline on the connection's thread.
+struct SlowJob {
+    enum Kind { work, cpu } kind = work;
+    std::uint64_t arg = 0;  // milliseconds, or hash rounds
+};
+
+// Runs a job on the calling thread and returns the response body.
+std::string run_slow_job(const SlowJob& job);
+
+class Session {
+public:
+    Session(Mode mode, Stats& stats);
+
+    Buffer& input() noexcept { return in_; }
+    Buffer& output() noexcept { return out_; }
+
+    // Answers every complete request in input() (echo: copies the bytes),
+    // appending responses to output() in order. Stops early while output()
+    // holds more than kOutputHighWater bytes (a client that does not read
+    // its responses stops being read: memory stays bounded) or while a
+    // SlowJob is out with the offload hook.
+    void process();
+
+    // The peer half-closed (read returned 0). Echo: send what is left, then
+    // close. HTTP: a partial request is dropped; answered ones are flushed.
+    void on_eof();
+
+    // The read failed or the peer reset: nothing more will be sent.
+    void abort() noexcept;
+
+    Want want() const noexcept;
+
+    // True once the connection should be closed: nothing left to send and
+    // either the peer is gone or the protocol said close (an error status,
+    // Connection: close, HTTP/1.0 without keep-alive).
+    bool done() const noexcept;
+
+    // True while a request has begun but is not complete (header timeout
+    // applies); false between requests (idle timeout applies).
+    bool mid_request() const noexcept;
+
+    // Step 09: when set, SlowJobs go to `offload` instead of running inline.
+    // offload returns false when it cannot take the job (queue full): the
+    // session answers 503 with Retry-After. While a job is out the session
+    // answers nothing further (pipelined responses stay in order); the
+    // owner calls complete() with run_slow_job's body when it is back.
+    void set_offload(std::function<bool(const SlowJob&)> offload);
+    void complete(std::string_view body);
+
+private:
+    void process_echo();
+    void process_http();
+
+    Mode mode_;
+    Stats& stats_;
+    Buffer in_;
+    Buffer out_;
+    std::size_t counted_in_ = 0;  // input bytes already added to stats
+    bool peer_closed_ = false;    // read side finished (EOF or error)
+    bool closing_ = false;        // close once output() is flushed
+    bool aborted_ = false;
+    bool job_out_ = false;        // a SlowJob is with the offload hook
+    bool job_keep_alive_ = true;
+    std::function<bool(const SlowJob&)> offload_;
+};
+
+}  // namespace ladder

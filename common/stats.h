@@ -1,0 +1,73 @@
+// stats.h — the counters every step keeps, printed as one JSON line.
+//
+// The same JSON is printed on stdout when the server stops and served at
+// GET /stats. Counters are relaxed atomics: threaded steps bump them from
+// many threads, and a reader only needs each number, not a consistent
+// snapshot of all of them.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace ladder {
+
+struct Counters {
+    std::atomic<std::uint64_t> accepted{0};   // connections accepted
+    std::atomic<std::uint64_t> closed{0};     // connections closed
+    std::atomic<std::uint64_t> refused{0};    // accepted, then closed at once (a limit)
+    std::atomic<std::uint64_t> requests{0};   // HTTP requests answered / echo reads
+    std::atomic<std::uint64_t> bytes_in{0};
+    std::atomic<std::uint64_t> bytes_out{0};
+    std::atomic<std::uint64_t> wakeups{0};    // returns from accept/select/poll/epoll_wait
+    std::atomic<std::uint64_t> timeouts{0};   // connections closed by a timer
+};
+
+// Per-worker counts, for steps that have workers (threads or processes).
+struct WorkerCounters {
+    std::atomic<std::uint64_t> wakeups{0};
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::uint64_t> wasted_wakeups{0};  // woken, then nothing to do (EAGAIN)
+    std::atomic<std::uint64_t> requests{0};
+};
+
+class Stats {
+public:
+    Stats(std::string_view step, std::string_view mode, int workers = 0);
+
+    Counters& counters() noexcept { return *counters_; }
+    const Counters& counters() const noexcept { return *counters_; }
+    int worker_count() const noexcept { return workers_; }
+    WorkerCounters& worker(int i) noexcept;
+
+    // Places the counters in a MAP_SHARED mapping so that children created
+    // by fork() count into the same numbers as the parent. Call before the
+    // first fork.
+    void share_across_fork();
+
+    // Extra "key":value pairs a step wants in its JSON (appended verbatim,
+    // each starting with a comma).
+    void set_extra(std::function<void(std::string&)> extra) { extra_ = std::move(extra); }
+
+    std::string json() const;
+
+private:
+    struct Shared;
+    std::string step_;
+    std::string mode_;
+    int workers_;
+    std::shared_ptr<Shared> storage_;
+    Counters* counters_;
+    WorkerCounters* worker_counters_;
+    std::function<void(std::string&)> extra_;
+};
+
+// Convenience: relaxed increment.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+    c.fetch_add(n, std::memory_order_relaxed);
+}
+
+}  // namespace ladder
