@@ -4,12 +4,17 @@
 #include "signals.h"
 
 #include <arpa/inet.h>
+#include <cassert>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,30 +94,65 @@ void open_reserve() {
 
 bool shed_one(FdRef listener) {
     std::lock_guard lock(reserve_mutex);
-    if (!reserve_fd) return false;
+    open_reserve();  // a reopen that failed earlier gets another chance
+    // A blocking accept() takes a descriptor before it sleeps, so EMFILE
+    // says nothing about whether a client is waiting: wait a little for
+    // one (a blocking accept loop must not spin at the limit either).
+    pollfd waiting{.fd = listener.get(), .events = POLLIN, .revents = 0};
+    if (!reserve_fd || ::poll(&waiting, 1, 100) != 1) return false;
     reserve_fd.reset();
-    Fd victim(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    Fd victim(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     bool shed = victim.valid();
     victim.reset();
     open_reserve();
     return shed;
 }
 
+// accept(2): Linux passes on errors of the pending connection itself; they
+// end that connection, not the server.
+bool connection_error(int err) {
+    switch (err) {
+    case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
+    case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+// A crowd at the fd limit would print a line per client; one a second is
+// enough to say what is happening.
+bool once_a_second() {
+    static std::atomic<std::int64_t> last{0};
+    std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::steady_clock::now().time_since_epoch()).count();
+    std::int64_t before = last.load();
+    return now != before && last.compare_exchange_strong(before, now);
+}
+
 }  // namespace
 
 Fd listen_tcp(const ListenOptions& o) {
     Address addr = parse_address(o.host, o.port);
-    std::string where = o.host + ":" + std::to_string(o.port);
+    bool v6 = addr.storage.ss_family == AF_INET6 && o.host.front() != '[';
+    std::string where = (v6 ? "[" + o.host + "]" : o.host) + ":" + std::to_string(o.port);
     int type = SOCK_STREAM | SOCK_CLOEXEC | (o.nonblocking ? SOCK_NONBLOCK : 0);
     Fd fd(::socket(addr.storage.ss_family, type, 0));
-    if (!fd) throw_sys("socket", errno, hint_for(errno));
+    if (!fd) {
+        int err = errno;
+        throw_sys("socket", err, hint_for(err));
+    }
     // A restarted server can bind while old connections sit in TIME_WAIT.
     set_option(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR");
     if (o.reuseport) set_option(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT");
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr.storage), addr.length) != 0)
-        throw_sys("bind(" + where + ")", errno, hint_for(errno));
-    if (::listen(fd.get(), o.backlog) != 0)
-        throw_sys("listen(" + where + ")", errno, hint_for(errno));
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr.storage), addr.length) != 0) {
+        int err = errno;
+        throw_sys("bind(" + where + ")", err, hint_for(err));
+    }
+    if (::listen(fd.get(), o.backlog) != 0) {
+        int err = errno;
+        throw_sys("listen(" + where + ")", err, hint_for(err));
+    }
     {
         std::lock_guard lock(reserve_mutex);
         open_reserve();
@@ -140,36 +180,51 @@ void set_nonblocking(FdRef fd) {
         throw_sys("fcntl(F_SETFL,O_NONBLOCK)");
 }
 
+long raise_fd_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) throw_sys("getrlimit(RLIMIT_NOFILE)");
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) throw_sys("setrlimit(RLIMIT_NOFILE)");
+    }
+    return static_cast<long>(limit.rlim_cur);
+}
+
 std::optional<Fd> try_accept(FdRef listener, bool nonblocking, bool* refused) {
     if (refused) *refused = false;
     int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
-    int fd = ::accept4(listener.get(), nullptr, nullptr, flags);
-    if (fd >= 0) return Fd(fd);
-    switch (errno) {
-    case EAGAIN:
-    case EINTR:
-    case ECONNABORTED:
-    case EPROTO:
-        return std::nullopt;
-    case EMFILE:
-    case ENFILE: {
+    for (;;) {
+        int fd = ::accept4(listener.get(), nullptr, nullptr, flags);
+        if (fd >= 0) return Fd(fd);
         int err = errno;
-        bool shed = shed_one(listener);
-        if (refused) *refused = shed;
-        std::fprintf(stderr, "accept: %s — %s\n", errno_text(err).c_str(),
-                     shed ? "closed one new connection; raise ulimit -n"
-                          : "no reserve descriptor left; raise ulimit -n");
-        return std::nullopt;
-    }
-    case EINVAL:
-        if (stop_requested()) return std::nullopt;
-        [[fallthrough]];
-    default:
-        throw_sys("accept4");
+        if (connection_error(err)) continue;
+        switch (err) {
+        case EINTR:
+            if (stop_requested()) return std::nullopt;
+            continue;
+        case EAGAIN:
+            return std::nullopt;
+        case EMFILE:
+        case ENFILE: {
+            bool shed = shed_one(listener);
+            if (refused) *refused = shed;
+            if (once_a_second())
+                std::fprintf(stderr, "accept: %s — %s\n", errno_text(err).c_str(),
+                             shed ? "closing new connections; raise ulimit -n"
+                                  : "no reserve descriptor left; raise ulimit -n");
+            return std::nullopt;
+        }
+        case EINVAL:
+            if (stop_requested()) return std::nullopt;
+            [[fallthrough]];
+        default:
+            throw_sys("accept4", err);
+        }
     }
 }
 
 IoResult read_some(FdRef fd, Buffer& in, std::size_t max) {
+    assert(max > 0 && "a read of 0 bytes would look like end-of-file");
     auto space = in.writable(max);
     ssize_t n = retry_eintr([&] { return ::read(fd.get(), space.data(), max); });
     if (n > 0) {

@@ -36,18 +36,24 @@ void announce_listening(FdRef listener);
 
 void set_nonblocking(FdRef fd);
 
+// Raises the soft RLIMIT_NOFILE to the hard limit: a server holds one
+// descriptor per client, and the usual soft default (1024) is a guard for
+// desktop programs. Returns the new soft limit.
+long raise_fd_limit();
+
 // Accepts one connection. Empty when there is none to take now:
 //   EAGAIN       the queue is empty (non-blocking listener);
-//   EINTR        a signal arrived (the caller checks stop_requested());
-//   ECONNABORTED / EPROTO   the client left before we took it;
-//   EMFILE / ENFILE         out of descriptors: the reserve-descriptor trick
-//                (see net.cpp) accepts and closes that one client, so it is
-//                told "no" at once instead of waiting in the queue, and a
+//   EMFILE / ENFILE  out of descriptors: the reserve-descriptor trick (see
+//                net.cpp) accepts and closes that one client, so it is told
+//                "no" at once instead of waiting in the queue, and a
 //                level-triggered loop does not spin on a listener it cannot
-//                drain; counted in `refused` by the caller via *refused;
-//   EINVAL after stop_requested(): the listener was shut down to wake us.
-// Other errors throw. The new socket gets SOCK_CLOEXEC, plus SOCK_NONBLOCK
-// when `nonblocking`.
+//                drain; *refused is set, and more clients may be queued;
+//   EINTR / EINVAL once stop_requested(): a stop woke the call (a listener
+//                registered with wake_on_stop() was shut down).
+// Retried inside: EINTR without a stop, and errors of the pending connection
+// itself (ECONNABORTED, EPROTO, ENETUNREACH, ...: that client is gone, the
+// next may be fine). Other errors throw. The new socket gets
+// SOCK_CLOEXEC, plus SOCK_NONBLOCK when `nonblocking`.
 std::optional<Fd> try_accept(FdRef listener, bool nonblocking = false,
                              bool* refused = nullptr);
 

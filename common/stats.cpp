@@ -45,6 +45,24 @@ std::uint64_t load(const std::atomic<std::uint64_t>& c) {
     return c.load(std::memory_order_relaxed);
 }
 
+void copy(const Counters& from, Counters& to) {
+    to.accepted = load(from.accepted);
+    to.closed = load(from.closed);
+    to.refused = load(from.refused);
+    to.requests = load(from.requests);
+    to.bytes_in = load(from.bytes_in);
+    to.bytes_out = load(from.bytes_out);
+    to.wakeups = load(from.wakeups);
+    to.timeouts = load(from.timeouts);
+}
+
+void copy(const WorkerCounters& from, WorkerCounters& to) {
+    to.wakeups = load(from.wakeups);
+    to.accepted = load(from.accepted);
+    to.wasted_wakeups = load(from.wasted_wakeups);
+    to.requests = load(from.requests);
+}
+
 }  // namespace
 
 Stats::Stats(std::string_view step, std::string_view mode, int workers)
@@ -62,10 +80,16 @@ void Stats::share_across_fork() {
     void* block = ::mmap(nullptr, storage_->bytes, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (block == MAP_FAILED) throw_sys("mmap(MAP_SHARED, stats)");
+    Counters* counters = nullptr;
+    WorkerCounters* per_worker = nullptr;
+    construct(block, workers_, counters, per_worker);
+    copy(*counters_, *counters);
+    for (int i = 0; i < workers_; ++i) copy(worker_counters_[i], per_worker[i]);
     ::operator delete(storage_->block);
     storage_->block = block;
     storage_->mapped = true;
-    construct(block, workers_, counters_, worker_counters_);
+    counters_ = counters;
+    worker_counters_ = per_worker;
 }
 
 std::string Stats::json() const {

@@ -37,15 +37,17 @@ struct WorkerCounters {
 class Stats {
 public:
     Stats(std::string_view step, std::string_view mode, int workers = 0);
+    Stats(const Stats&) = delete;  // one set of counters per server
+    Stats& operator=(const Stats&) = delete;
 
     Counters& counters() noexcept { return *counters_; }
     const Counters& counters() const noexcept { return *counters_; }
     int worker_count() const noexcept { return workers_; }
     WorkerCounters& worker(int i) noexcept;
 
-    // Places the counters in a MAP_SHARED mapping so that children created
-    // by fork() count into the same numbers as the parent. Call before the
-    // first fork.
+    // Moves the counters (with their values) into a MAP_SHARED mapping so
+    // that children created by fork() count into the same numbers as the
+    // parent. Call before the first fork.
     void share_across_fork();
 
     // Extra "key":value pairs a step wants in its JSON (appended verbatim,

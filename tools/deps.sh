@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a make target needs, or says exactly how.
+#   tools/deps.sh test    build + unit tests + pytest suite
+#   tools/deps.sh bench   the above + plots (matplotlib) + strace
+# As root: apt-get installs what is missing. Otherwise: prints the command
+# and exits 1, so `make` stops before doing half the job.
+set -euo pipefail
+
+if [ "$(uname -s)" != "Linux" ]; then
+  echo "Server Ladder teaches Linux system calls (epoll, eventfd, SO_REUSEPORT);" >&2
+  echo "run it on Linux (Debian 12 or Ubuntu 22.04+), e.g. in a VM or container." >&2
+  exit 1
+fi
+
+need=(cmake ninja-build g++ make doctest-dev python3-venv python3-pytest python3-pytest-timeout)
+case "${1:-test}" in
+  test) ;;
+  bench) need+=(python3-matplotlib strace) ;;
+  notebooks) need+=(python3-matplotlib python3-nbclient python3-ipykernel jupyter-nbconvert) ;;
+  *) echo "usage: tools/deps.sh test|bench|notebooks" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null; then
+  echo "No dpkg here: install these (or your system's equivalents) by hand:" >&2
+  echo "  ${need[*]}" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${need[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Missing packages. Install them with:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "Installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine may have no package lists yet.
+if ! apt-get install -y -qq "${missing[@]}" >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

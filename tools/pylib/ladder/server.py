@@ -1,0 +1,186 @@
+"""Start a step binary on --port 0, wait for its ready line, stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+READY = re.compile(r"^listening on (\S+):(\d+)$")
+
+
+def bin_dir() -> Path:
+    return Path(os.environ.get("LADDER_BIN", ROOT / "build" / "bin")).resolve()
+
+
+def step_binaries() -> dict[str, Path]:
+    """{"01": build/bin/step-01, ...} for every step binary that was built."""
+    found = {}
+    for path in sorted(bin_dir().glob("step-[0-9][0-9]")):
+        if os.access(path, os.X_OK):
+            found[path.name[len("step-"):]] = path
+    return found
+
+
+def step_dirs() -> dict[str, Path]:
+    """{"01": steps/01-blocking, ...} from the source tree."""
+    return {p.name[:2]: p for p in sorted((ROOT / "steps").glob("[0-9][0-9]-*")) if p.is_dir()}
+
+
+@dataclass
+class Stopped:
+    code: int
+    stats: dict | None
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Server:
+    """A running step. Use as a context manager: it is always stopped."""
+
+    step: str
+    args: list[str] = field(default_factory=list)
+    ready_timeout: float = 10.0
+    host: str = ""
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    result: Stopped | None = None  # set by stop()
+    _stderr_path: Path | None = None
+
+    def start(self) -> "Server":
+        binary = bin_dir() / f"step-{self.step}"
+        if not binary.exists():
+            raise FileNotFoundError(f"{binary} is not built (make build)")
+        argv = [str(binary), "--port", "0", *self.args]
+        # stderr goes to a file: a chatty server can never block on a full pipe.
+        fd, name = tempfile.mkstemp(prefix=f"step-{self.step}-", suffix=".stderr")
+        self._stderr_path = Path(name)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=fd,
+                                     stdin=subprocess.DEVNULL, text=True)
+        os.close(fd)
+        line = self._read_line(self.ready_timeout)
+        match = READY.match(line.strip()) if line else None
+        if not match:
+            self.kill()
+            raise RuntimeError(f"step-{self.step} did not print its ready line; "
+                               f"got {line!r}; stderr: {self.stderr()[-2000:]}")
+        self.host = match.group(1).strip("[]")
+        self.port = int(match.group(2))
+        return self
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.proc and self.proc.stdout
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline() if ready else ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc
+        return self.proc.pid
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def stderr(self) -> str:
+        if self._stderr_path and self._stderr_path.exists():
+            return self._stderr_path.read_text(errors="replace")
+        return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> Stopped:
+        """Signal the server, wait for it, parse the stats line it prints."""
+        assert self.proc
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"step-{self.step} did not exit within {timeout}s of "
+                               f"signal {sig}")
+        stats = None
+        for line in out.splitlines():
+            if line.startswith("{"):
+                stats = json.loads(line)
+        self.result = Stopped(self.proc.returncode, stats, out, self.stderr())
+        self._cleanup()
+        return self.result
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        if self._stderr_path:
+            self._stderr_path.unlink(missing_ok=True)
+            self._stderr_path = None
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as a dict (Threads, VmRSS, voluntary_ctxt_switches…)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def threads(pid: int) -> int:
+    return int(proc_status(pid)["Threads"])
+
+
+def rss_kib(pid: int) -> int:
+    return int(proc_status(pid)["VmRSS"].split()[0])
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary switches of every thread of the process."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except FileNotFoundError:
+            continue  # the thread ended while we looked
+        for line in status.splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[-1])
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """Child process ids (every thread's children)."""
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return kids
+
+
+def wait_until(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
