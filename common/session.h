@@ -22,6 +22,8 @@
 
 namespace ladder {
 
+struct Request;  // http.h
+
 // What the connection wants the loop to wait for next (Bendersky's
 // want_read/want_write): the loop alone turns this into select/poll/epoll
 // interest.
@@ -78,12 +80,23 @@ public:
     // session answers 503 with Retry-After. While a job is out the session
     // answers nothing further (pipelined responses stay in order); the
     // owner calls complete() with run_slow_job's body when it is back.
+    // complete() appends the 200 and calls process() itself, so the requests
+    // queued behind the job are answered too; the owner then writes output()
+    // and asks want() again. After abort() the owner drops the result
+    // instead (done() is true: the connection is closing).
     void set_offload(std::function<bool(const SlowJob&)> offload);
     void complete(std::string_view body);
 
 private:
+    struct Reply;  // a response about to be formatted (session.cpp)
     void process_echo();
     void process_http();
+    bool answer_next(Request& req);
+    void answer(const Request& req, std::string_view body);
+    void run_job(const SlowJob& job, Reply& reply);
+    void send(const Reply& reply);
+    void count_input() noexcept;
+    void drop_input(std::size_t n) noexcept;
 
     Mode mode_;
     Stats& stats_;
@@ -95,6 +108,9 @@ private:
     bool aborted_ = false;
     bool job_out_ = false;        // a SlowJob is with the offload hook
     bool job_keep_alive_ = true;
+    bool job_http10_ = false;     // the job's request was HTTP/1.0 (say keep-alive)
+    std::size_t head_seen_ = 0;   // input size when the head was last found partial
+    std::size_t body_end_ = 0;    // input size that completes the body awaited
     std::function<bool(const SlowJob&)> offload_;
 };
 
