@@ -65,7 +65,7 @@ test-tsan: build-tsan $(PY)
 	@ctest --test-dir build-tsan --output-on-failure -j2
 	@LADDER_BIN=build-tsan/bin LADDER_SANITIZER=tsan $(PY) -m pytest tests/steps $(PYTEST_ARGS)
 
-serve-%: build
+$(addprefix serve-,$(NUMBERS)): serve-%: build
 	@test -x build/bin/step-$* || { echo "no step $* (have: $(NUMBERS))" >&2; exit 2; }
 	@echo "step $*, foreground; Ctrl-C stops it and prints its stats. In another terminal:"
 	@echo "  curl -v http://127.0.0.1:$(PORT)/hello"
@@ -75,7 +75,7 @@ serve-%: build
 	@echo "  echo mode: build/bin/step-$* --mode echo --port $(PORT), then nc 127.0.0.1 $(PORT) and type"
 	@exec build/bin/step-$* --port $(PORT)
 
-step-%: build $(PY)
+$(addprefix step-,$(NUMBERS)): step-%: build $(PY)
 	@$(PY) tools/demo/demo.py $*
 
 clean:

@@ -30,13 +30,14 @@ class Demo:
         print(f"\n{BOLD}Step {self.step} — {text}{RESET}\n")
 
     def say(self, text: str) -> None:
-        print(f"  {text}", flush=True)
+        body = text.lstrip("\n")
+        print("\n" * (len(text) - len(body)) + f"  {body}", flush=True)
 
     @contextmanager
     def server(self, *args: str, step: str | None = None):
         """A step's server on a free port; stopped (SIGTERM) on the way out."""
         srv = Server(step or self.step, list(args)).start()
-        self.say(f"started step-{srv.step} {' '.join(args)} on {srv.host}:{srv.port}")
+        self.say(f"started {' '.join([f'step-{srv.step}', *args])} on {srv.host}:{srv.port}")
         try:
             yield srv
         finally:
