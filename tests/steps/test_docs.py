@@ -1,0 +1,47 @@
+"""What a learner reads must stay true: generated diffs current, every step
+README complete, no markers a learner would mistake for bugs."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STEP_DIRS = sorted(p for p in (ROOT / "steps").glob("[0-9][0-9]-*") if p.is_dir())
+
+
+def test_generated_diffs_are_current():
+    r = subprocess.run([str(ROOT / "tools" / "mkdiff.sh"), "--check"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("step_dir", STEP_DIRS, ids=lambda p: p.name)
+def test_step_readme_has_the_five_words_and_exercises(step_dir):
+    text = (step_dir / "README.md").read_text()
+    for word in ("Adds", "Why", "Costs", "Observe"):
+        assert re.search(rf"^\| \*\*{word}\*\* \|", text, re.M), f"no {word} row"
+    tries = text.split("## Try", 1)
+    assert len(tries) == 2, "no '## Try' section"
+    assert len(re.findall(r"^\d+\. ", tries[1], re.M)) >= 2, "fewer than two exercises"
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        if not link.startswith("http"):
+            assert (step_dir / link).resolve().exists(), f"broken link {link}"
+
+
+@pytest.mark.parametrize("step_dir", STEP_DIRS, ids=lambda p: p.name)
+def test_step_build_file_is_one_line(step_dir):
+    assert (step_dir / "CMakeLists.txt").read_text().strip() == "ladder_step()"
+
+
+@pytest.mark.parametrize("step_dir", STEP_DIRS, ids=lambda p: p.name)
+def test_step_code_has_header_block_and_no_markers(step_dir):
+    for source in sorted(step_dir.glob("*.[ch]pp")) + sorted(step_dir.glob("*.h")):
+        text = source.read_text()
+        assert not re.search(r"\b(FIXME|TODO|XXX)\b", text), f"{source.name}: marker left"
+    server = (step_dir / "server.cpp").read_text()
+    head = server.split("\n", 5)
+    assert head[0].startswith(f"// Step {step_dir.name[:2]} — ")
+    for i, word in enumerate(("Adds:", "Why:", "Costs:", "Observe:"), start=1):
+        assert head[i].startswith(f"// {word}"), f"header line {i + 1} should be {word}"
