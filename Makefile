@@ -28,6 +28,7 @@ help:
 	@echo
 	@echo "  Steps: $(STEPS)"
 	@echo "  Narrow the suite: make test-steps PYTEST_ARGS='-k \"01 and waits\"'"
+	@echo "                    make test-steps LADDER_STEPS=05,06"
 
 deps:
 	@tools/deps.sh test
@@ -54,16 +55,20 @@ test: test-unit test-steps
 test-unit: build
 	@ctest --test-dir build --output-on-failure -j2
 
+# pytest exits 5 when a selection matches no test: say so instead of a bare failure.
+PYTEST = $(PY) -m pytest tests/steps $(PYTEST_ARGS) || { rc=$$?; \
+  [ $$rc -ne 5 ] || echo "pytest selected no tests: check PYTEST_ARGS / LADDER_STEPS" >&2; exit $$rc; }
+
 test-steps: build $(PY)
-	@LADDER_BIN=build/bin $(PY) -m pytest tests/steps $(PYTEST_ARGS)
+	@LADDER_BIN=build/bin $(PYTEST)
 
 test-asan: build-asan $(PY)
 	@ctest --test-dir build-asan --output-on-failure -j2
-	@LADDER_BIN=build-asan/bin LADDER_SANITIZER=asan $(PY) -m pytest tests/steps $(PYTEST_ARGS)
+	@LADDER_BIN=build-asan/bin LADDER_SANITIZER=asan $(PYTEST)
 
 test-tsan: build-tsan $(PY)
 	@ctest --test-dir build-tsan --output-on-failure -j2
-	@LADDER_BIN=build-tsan/bin LADDER_SANITIZER=tsan $(PY) -m pytest tests/steps $(PYTEST_ARGS)
+	@LADDER_BIN=build-tsan/bin LADDER_SANITIZER=tsan $(PYTEST)
 
 $(addprefix serve-,$(NUMBERS)): serve-%: build
 	@test -x build/bin/step-$* || { echo "no step $* (have: $(NUMBERS))" >&2; exit 2; }
