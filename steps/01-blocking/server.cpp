@@ -2,7 +2,7 @@
 // Adds:    socket, bind, listen; accept one client and serve it until it leaves.
 // Why:     the simplest server there is: every call blocks, the code reads top to bottom.
 // Costs:   while one client is connected, every other client waits in the accept queue.
-// Observe: make step-01; tests/steps -k "01 and waits"
+// Observe: make step-01; make test-steps PYTEST_ARGS='-k "01 and waits"'
 
 #include "error.h"
 #include "net.h"

@@ -2,7 +2,7 @@
 // Adds:    std::thread (or fork) per accepted client; the accept loop never waits on one.
 // Why:     blocking code stays simple, and the kernel's scheduler interleaves the clients.
 // Costs:   a stack, a kernel task and context switches per connection, idle or not.
-// Observe: make step-02; tests/steps -k "02 and threads"
+// Observe: make step-02; make test-steps PYTEST_ARGS='-k "02 and threads"'
 
 #include "error.h"
 #include "net.h"

@@ -2,7 +2,7 @@
 // Adds:    non-blocking sockets; select() over fd_sets; on_accept / on_readable / on_writable.
 // Why:     the thread sleeps until *any* socket is ready, so no client waits on another.
 // Costs:   every call copies and scans all the fds, ready or not; fds >= FD_SETSIZE can't be watched.
-// Observe: make step-03; tests/steps -k "03 and fd_setsize"
+// Observe: make step-03; make test-steps PYTEST_ARGS='-k "03 and fd_setsize"'
 
 #include "conn.h"
 #include "error.h"

@@ -2,7 +2,7 @@
 // Adds:    a pollfd array (fd, events, revents) in place of the three fd_sets.
 // Why:     no FD_SETSIZE cap: any descriptor number can be watched.
 // Costs:   the array is still copied into the kernel and scanned on every call: O(all fds).
-// Observe: make step-04; tests/steps -k "04 and many"
+// Observe: make step-04; make test-steps PYTEST_ARGS='-k "04 and 2000"'
 
 #include "conn.h"
 #include "error.h"

@@ -2,7 +2,7 @@
 // Adds:    epoll_create1; epoll_ctl when a connection's interest changes; epoll_wait.
 // Why:     the kernel keeps the interest list, so a wait returns only the ready fds: O(ready).
 // Costs:   an epoll_ctl call whenever interest changes; still one thread for all clients.
-// Observe: make step-05; tests/steps -k "05 and idle"
+// Observe: make step-05; make test-steps PYTEST_ARGS='-k "05 and burst"'
 
 #include "conn.h"
 #include "error.h"

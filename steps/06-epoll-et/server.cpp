@@ -2,7 +2,7 @@
 // Adds:    EPOLLET; accept and read loops that drain to EAGAIN.
 // Why:     one wake-up per readiness change: fewer epoll_wait returns.
 // Costs:   stop before EAGAIN and the connection stalls: no second edge (see --naive-et).
-// Observe: make step-06; tests/steps -k "06 and drain"
+// Observe: make step-06; make test-steps PYTEST_ARGS='-k "06 and drain"'
 
 #include "conn.h"
 #include "error.h"
