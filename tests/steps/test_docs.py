@@ -45,3 +45,23 @@ def test_step_code_has_header_block_and_no_markers(step_dir):
     assert head[0].startswith(f"// Step {step_dir.name[:2]} — ")
     for i, word in enumerate(("Adds:", "Why:", "Costs:", "Observe:"), start=1):
         assert head[i].startswith(f"// {word}"), f"header line {i + 1} should be {word}"
+
+
+def test_observe_selectors_select_tests():
+    """Each step's header says `make test-steps PYTEST_ARGS='-k "NN and word"'`:
+    that selection must name at least one test of that step."""
+    import os
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                        str(ROOT / "tests" / "steps")], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "LADDER_STEPS": ""})
+    ids = [line.lower() for line in r.stdout.splitlines() if "::" in line]
+    assert ids, r.stdout[-2000:] + r.stderr[-2000:]
+    for step_dir in STEP_DIRS:
+        header = (step_dir / "server.cpp").read_text().split("\n", 5)[4]
+        m = re.search(r"-k \"([^\"]+)\"", header)
+        assert m, f"{step_dir.name}: Observe line has no -k selector: {header}"
+        terms = [t.strip().lower() for t in m.group(1).split(" and ")]
+        assert any(all(t in i for t in terms) for i in ids), \
+            f"{step_dir.name}: -k \"{m.group(1)}\" selects no test"
