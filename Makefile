@@ -12,6 +12,7 @@ PORT    ?= 8080
 PYTEST_ARGS ?=
 
 .PHONY: help deps build build-asan build-tsan test test-unit test-steps test-asan test-tsan \
+        notebooks slides slides-deps \
         clean $(addprefix serve-,$(NUMBERS)) $(addprefix step-,$(NUMBERS))
 
 help:
@@ -22,7 +23,11 @@ help:
 	@echo "  make test         build, then unit tests (ctest) and the step suite (pytest)"
 	@echo "  make test-asan    the same under AddressSanitizer + UBSan (build-asan/)"
 	@echo "  make test-tsan    the same under ThreadSanitizer (build-tsan/)"
+	@echo "  make fuzz         libFuzzer on the parser and the session, FUZZ_SECONDS=60 each (clang)"
+	@echo "  make fuzz-smoke   the same for 10 s each: the seeds, every past finding among them"
 	@echo "  make build        build every step into build/bin/"
+	@echo "  make notebooks    run notebooks/*.ipynb headless on results/*.csv; figures: results/figures/"
+	@echo "  make slides       the deck: build/slides/ladder.html (+ .pdf when Chromium is installed)"
 	@echo "  make deps         install the Debian packages the above need (as root)"
 	@echo "  make clean        remove build directories and the venv"
 	@echo
@@ -83,5 +88,60 @@ $(addprefix serve-,$(NUMBERS)): serve-%: build
 $(addprefix step-,$(NUMBERS)): step-%: build $(PY)
 	@$(PY) tools/demo/demo.py $*
 
+# The learner's material. The notebooks read results/*.csv and never start a
+# server; the slides take code from snippet tags and docs/diffs/, and plots
+# from the notebooks' figures. Marp CLI comes from npm, pinned by the lock file.
+NPM_STAMP := slides/node_modules/.package-lock.json
+
+notebooks: $(PY)
+	@tools/deps.sh notebooks
+	@$(PY) notebooks/run.py
+
+$(NPM_STAMP): slides/package.json slides/package-lock.json | deps
+	@tools/deps.sh slides
+	@cd slides && npm ci --no-audit --no-fund --loglevel=error
+
+slides-deps: $(NPM_STAMP)
+
+slides: notebooks $(NPM_STAMP)
+	@$(PY) slides/build.py
+
+# The suite renders the deck, so Marp CLI is installed before it runs.
+test-steps: $(NPM_STAMP)
+
+# Fuzzing with clang's libFuzzer (tests/fuzz/): each target for FUZZ_SECONDS,
+# from the seeds in tests/fuzz/corpus/ plus what earlier runs found
+# (build-fuzz/corpus/). A failure leaves its input in build-fuzz/artifacts/:
+# add it to tests/fuzz/corpus/<target>/ and make it a unit test.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.cpp,%,$(wildcard tests/fuzz/fuzz_*.cpp))
+FUZZ_FLAGS := -max_len=4096 -timeout=10 -dict=tests/fuzz/http.dict -print_final_stats=1 \
+              -artifact_prefix=build-fuzz/artifacts/
+
+.PHONY: build-fuzz fuzz fuzz-smoke
+build-fuzz: deps
+	@tests/fuzz/toolchain.sh
+	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DLADDER_FUZZ=ON \
+	  -DLADDER_TESTS=OFF >/dev/null
+	@cmake --build build-fuzz --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+
+fuzz: build-fuzz
+	@mkdir -p build-fuzz/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  printf 'fuzz_%-12s %3s s ... ' $$t $(FUZZ_SECONDS); \
+	  if build-fuzz/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) \
+	       build-fuzz/corpus/$$t tests/fuzz/corpus/$$t >build-fuzz/fuzz_$$t.log 2>&1; then \
+	    echo "ok: $$(sed -n 's/^stat::number_of_executed_units: *//p' build-fuzz/fuzz_$$t.log) runs"; \
+	  else \
+	    echo FAILED; grep -m1 -A40 -E '^(fuzz_|==[0-9]+==|SUMMARY)' build-fuzz/fuzz_$$t.log; \
+	    echo "log: build-fuzz/fuzz_$$t.log; the input: build-fuzz/artifacts/" >&2; exit 1; \
+	  fi; \
+	done
+
+# CI's short pass.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
 clean:
-	rm -rf build build-debug build-asan build-tsan .venv .pytest_cache
+	rm -rf build build-debug build-asan build-tsan build-fuzz .venv .pytest_cache slides/node_modules

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, or says exactly how.
-#   tools/deps.sh test    build + unit tests + pytest suite
-#   tools/deps.sh bench   the above + plots (matplotlib) + strace
+#   tools/deps.sh test       build + unit tests + pytest suite (which also executes
+#                            the notebooks and renders the slides: nbclient, Node.js)
+#   tools/deps.sh bench      build + plots (matplotlib) + strace
+#   tools/deps.sh notebooks  build + nbclient, matplotlib, jupyter-nbconvert (HTML copies)
+#   tools/deps.sh slides     Node.js 18+ and npm, for Marp CLI (slides/package-lock.json)
 # As root: apt-get installs what is missing. Otherwise: prints the command
 # and exits 1, so `make` stops before doing half the job.
 set -euo pipefail
@@ -13,11 +16,15 @@ if [ "$(uname -s)" != "Linux" ]; then
 fi
 
 need=(cmake ninja-build g++ make doctest-dev python3-venv python3-pytest python3-pytest-timeout)
+# The suite executes the notebooks and renders the slides, so `test` needs them too.
+learn=(python3-matplotlib python3-nbclient python3-ipykernel)
+node=false
 case "${1:-test}" in
-  test) ;;
+  test) need+=("${learn[@]}"); node=true ;;
   bench) need+=(python3-matplotlib strace) ;;
-  notebooks) need+=(python3-matplotlib python3-nbclient python3-ipykernel jupyter-nbconvert) ;;
-  *) echo "usage: tools/deps.sh test|bench|notebooks" >&2; exit 2 ;;
+  notebooks) need+=("${learn[@]}" jupyter-nbconvert) ;;
+  slides) need=(); node=true ;;
+  *) echo "usage: tools/deps.sh test|bench|notebooks|slides" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null; then
@@ -31,6 +38,12 @@ for p in "${need[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done
+# Node.js may come from elsewhere (NodeSource ships npm inside its nodejs):
+# ask for the commands, not the Debian packages.
+if $node; then
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,9 +10,11 @@ check=false
 mkdir -p "$out"
 steps=(steps/[0-9][0-9]-*/)
 stale=0
+expected=()
 for ((i = 1; i < ${#steps[@]}; i++)); do
   a=${steps[i-1]%/} b=${steps[i]%/}
   name="$(basename "$a" | cut -c1-2)-$(basename "$b" | cut -c1-2).diff"
+  expected+=("$name")
   new=$(diff -u --label "$a/server.cpp" --label "$b/server.cpp" "$a/server.cpp" "$b/server.cpp" || true)
   if $check; then
     if [ "$new" != "$(cat "$out/$name" 2>/dev/null)" ]; then
@@ -21,6 +23,17 @@ for ((i = 1; i < ${#steps[@]}; i++)); do
     fi
   else
     printf '%s\n' "$new" > "$out/$name"
+  fi
+done
+# A diff between steps that are no longer neighbours is an orphan.
+for f in "$out"/*.diff; do
+  [ -e "$f" ] || continue
+  case " ${expected[*]} " in *" $(basename "$f") "*) continue ;; esac
+  if $check; then
+    echo "orphan: $f (steps are no longer adjacent; run tools/mkdiff.sh)" >&2
+    stale=1
+  else
+    rm -f "$f"
   fi
 done
 exit $stale

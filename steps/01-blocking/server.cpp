@@ -20,6 +20,7 @@ constexpr ladder::StepInfo kStep{
     .summary = "Step 01 — blocking: accept one client, serve it until it leaves.",
 };
 
+// [snip:serve]
 // Reads, answers, writes — until the client leaves. Nobody else is served
 // meanwhile: the only thread is asleep in read() or write() for this client.
 void serve(ladder::FdRef conn, ladder::Mode mode, ladder::Stats& stats) {
@@ -41,7 +42,9 @@ void serve(ladder::FdRef conn, ladder::Mode mode, ladder::Stats& stats) {
     ladder::forget_on_stop(slot);
     ladder::bump(stats.counters().closed);
 }
+// [/snip]
 
+// [snip:accept-loop]
 void run(ladder::FdRef listener, ladder::Mode mode, ladder::Stats& stats) {
     while (!ladder::stop_requested()) {
         // Sleeps until a client completes the TCP handshake. The kernel
@@ -54,6 +57,7 @@ void run(ladder::FdRef listener, ladder::Mode mode, ladder::Stats& stats) {
         serve(*conn, mode, stats);
     }
 }
+// [/snip]
 
 }  // namespace
 

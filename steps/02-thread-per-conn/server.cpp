@@ -57,6 +57,7 @@ private:
     std::set<int> fds_;
 };
 
+// [snip:serve]
 // Reads, answers, writes — until the client leaves. Blocking calls are fine:
 // only this connection's thread sleeps in them.
 void serve(ladder::FdRef conn, ladder::Mode mode, ladder::Stats& stats) {
@@ -74,7 +75,9 @@ void serve(ladder::FdRef conn, ladder::Mode mode, ladder::Stats& stats) {
     }
     ladder::bump(stats.counters().closed);
 }
+// [/snip]
 
+// [snip:thread-per-conn]
 // One thread per connection, detached: it owns its socket and ends with it.
 void start_thread(ladder::Fd conn, ladder::Mode mode, ladder::Stats& stats, Live& live) {
     int fd = conn.get();
@@ -93,6 +96,7 @@ void start_thread(ladder::Fd conn, ladder::Mode mode, ladder::Stats& stats, Live
         ladder::bump(stats.counters().closed);
     }
 }
+// [/snip]
 
 // --processes: fork() copies the whole process; the child serves the client
 // and exits, the parent closes its copy of the socket and goes back to accept.
@@ -150,6 +154,7 @@ int main(int argc, char** argv) try {
     Live live;
     std::set<pid_t> children;
     ladder::announce_listening(listener);
+    // [snip:accept-loop]
     while (!ladder::stop_requested()) {
         std::optional<ladder::Fd> conn = ladder::try_accept(listener);
         ladder::bump(stats.counters().wakeups);
@@ -161,6 +166,7 @@ int main(int argc, char** argv) try {
         else
             start_thread(std::move(*conn), options.mode, stats, live);
     }
+    // [/snip]
     bool drained = processes ? (stop_processes(children), true) : live.stop_all_and_wait();
     std::printf("%s\n", stats.json().c_str());
     std::fflush(stdout);

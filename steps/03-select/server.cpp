@@ -56,6 +56,7 @@ bool accept_one(Loop& loop) {
     if (refused) ladder::bump(loop.stats.counters().refused);
     if (!fd) return refused;
     ladder::bump(loop.stats.counters().accepted);
+    // [snip:fd-setsize]
     // fd_set is a fixed bitmap of FD_SETSIZE (1024) bits: FD_SET on a larger
     // descriptor writes past its end. Refuse the client instead.
     if (fd->get() >= FD_SETSIZE) {
@@ -65,6 +66,7 @@ bool accept_one(Loop& loop) {
         ladder::bump(loop.stats.counters().closed);
         return true;
     }
+    // [/snip]
     Conn& c = loop.conns.add(std::move(*fd), loop.mode, loop.stats);
     c.deadline = loop.timeouts.deadline(Clock::now(), false);
     return true;
@@ -90,6 +92,7 @@ void run(Loop& loop) {
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
     while (!drain.finished(loop.conns, close)) {
+        // [snip:select-loop]
         // select() overwrites the sets with the ready subset, so they are
         // rebuilt from every connection's Want on every pass.
         fd_set readable, writable;
@@ -114,6 +117,8 @@ void run(Loop& loop) {
             if (errno == EINTR) continue;
             ladder::throw_sys("select");
         }
+        // [/snip]
+        // [snip:select-scan]
         // The kernel says how many are ready, not which: scan them all.
         loop.conns.for_each([&](Conn& c) {
             int fd = c.fd.get();
@@ -126,6 +131,7 @@ void run(Loop& loop) {
             if (c.session.done()) close_conn(loop, c);
         });
         if (!drain.stopping() && FD_ISSET(loop.listener.get(), &readable)) on_accept(loop);
+        // [/snip]
         if (Clock::time_point now = Clock::now(); sweep.due(now))
             loop.conns.close_expired(now, [&](Conn& c) {
                 ladder::bump(loop.stats.counters().timeouts);

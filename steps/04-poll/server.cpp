@@ -83,6 +83,7 @@ void run(Loop& loop) {
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
     while (!drain.finished(loop.conns, close)) {
+        // [snip:poll-loop]
         // poll() writes only revents, but the whole array still crosses into
         // the kernel and is scanned on every call.
         std::vector<pollfd>& fds = loop.pollfds;
@@ -102,6 +103,8 @@ void run(Loop& loop) {
             if (errno == EINTR) continue;
             ladder::throw_sys("poll");
         }
+        // [/snip]
+        // [snip:poll-scan]
         // The kernel says how many are ready, not which: scan them all.
         // POLLHUP and POLLERR come whether asked for or not; a read reports them.
         for (const pollfd& p : fds) {
@@ -114,6 +117,7 @@ void run(Loop& loop) {
             if (c->session.done()) close_conn(loop, *c);
         }
         if (!drain.stopping() && (fds[0].revents & POLLIN)) on_accept(loop);
+        // [/snip]
         if (Clock::time_point now = Clock::now(); sweep.due(now))
             loop.conns.close_expired(now, [&](Conn& c) {
                 ladder::bump(loop.stats.counters().timeouts);

@@ -40,6 +40,7 @@ std::uint32_t events_for(ladder::Want want) {
     return (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
+// [snip:epoll-ctl]
 // Tells the kernel what to watch on `fd`: EPOLL_CTL_ADD, _MOD or _DEL.
 void watch(Loop& loop, int op, int fd, std::uint32_t events) {
     epoll_event ev{.events = events, .data = {.fd = fd}};
@@ -53,6 +54,7 @@ void rewatch(Loop& loop, Conn& c, ladder::Want want) {
         watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
     c.want = want;
 }
+// [/snip]
 
 void close_conn(Loop& loop, Conn& c) {
     ladder::bump(loop.stats.counters().closed);
@@ -102,6 +104,7 @@ void run(Loop& loop) {
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
     while (!drain.finished(loop.conns, close)) {
+        // [snip:epoll-wait]
         epoll_event events[kMaxEvents];
         int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents,
                                  sweep.wait_ms(Clock::now()));
@@ -128,6 +131,7 @@ void run(Loop& loop) {
                     rewatch(loop, *c, want);
             }
         }
+        // [/snip]
         if (Clock::time_point now = Clock::now(); sweep.due(now))
             loop.conns.close_expired(now, [&](Conn& c) {
                 ladder::bump(loop.stats.counters().timeouts);

@@ -42,6 +42,7 @@ std::uint32_t events_for(ladder::Want want) {
     return EPOLLET | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
+// [snip:epoll-ctl]
 // Tells the kernel what to watch on `fd`: EPOLL_CTL_ADD, _MOD or _DEL.
 void watch(Loop& loop, int op, int fd, std::uint32_t events) {
     epoll_event ev{.events = events, .data = {.fd = fd}};
@@ -58,6 +59,7 @@ void rewatch(Loop& loop, Conn& c, ladder::Want want) {
         watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
     c.want = want;
 }
+// [/snip]
 
 void close_conn(Loop& loop, Conn& c) {
     ladder::bump(loop.stats.counters().closed);
@@ -87,6 +89,7 @@ bool accept_one(Loop& loop) {
     return true;
 }
 
+// [snip:et-drain]
 // Edge-triggered: the listener reports one edge for a burst of clients, so
 // take them all now; one left in the queue would wait for the next connect.
 void on_accept(Loop& loop) {
@@ -107,6 +110,7 @@ ladder::Want on_readable(Loop& loop, Conn& c) {
         if (r.kind != IoResult::ok || !want.read || loop.naive_et) return want;
     }
 }
+// [/snip]
 
 ladder::Want on_writable(Loop& loop, Conn& c) { return answer(loop, c); }
 
@@ -115,6 +119,7 @@ void run(Loop& loop) {
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
     while (!drain.finished(loop.conns, close)) {
+        // [snip:epoll-wait]
         epoll_event events[kMaxEvents];
         int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents,
                                  sweep.wait_ms(Clock::now()));
@@ -141,6 +146,7 @@ void run(Loop& loop) {
                     rewatch(loop, *c, want);
             }
         }
+        // [/snip]
         if (Clock::time_point now = Clock::now(); sweep.due(now))
             loop.conns.close_expired(now, [&](Conn& c) {
                 ladder::bump(loop.stats.counters().timeouts);
