@@ -26,6 +26,8 @@ help:
 	@echo "  make fuzz         libFuzzer on the parser and the session, FUZZ_SECONDS=60 each (clang)"
 	@echo "  make fuzz-smoke   the same for 10 s each: the seeds, every past finding among them"
 	@echo "  make build        build every step into build/bin/"
+	@echo "  make bench        every step under the same loads (~3 min): a table, results/*.csv, plots"
+	@echo "  make bench-full   every scenario, variant and reference server, 5 runs each (longer)"
 	@echo "  make notebooks    run notebooks/*.ipynb headless on results/*.csv; figures: results/figures/"
 	@echo "  make slides       the deck: build/slides/ladder.html (+ .pdf when Chromium is installed)"
 	@echo "  make deps         install the Debian packages the above need (as root)"
@@ -34,6 +36,7 @@ help:
 	@echo "  Steps: $(STEPS)"
 	@echo "  Narrow the suite: make test-steps PYTEST_ARGS='-k \"01 and waits\"'"
 	@echo "                    make test-steps LADDER_STEPS=05,06"
+	@echo "  Narrow the bench: make bench BENCH_ARGS='--steps 04,05 --scenarios idle-5k' (--list: the plan)"
 
 deps:
 	@tools/deps.sh test
@@ -87,6 +90,21 @@ $(addprefix serve-,$(NUMBERS)): serve-%: build
 
 $(addprefix step-,$(NUMBERS)): step-%: build $(PY)
 	@$(PY) tools/demo/demo.py $*
+
+# The bench (tools/bench/README.md): every step under the same loads, server
+# and load generator pinned apart, servers alternated, disturbed runs redone.
+# Writes results/<date>-<machine>.csv (+ -runs.csv), results/*.png and
+# results/README.md. wrk and nginx add reference rows when installed.
+BENCH_ARGS ?=
+
+.PHONY: bench bench-full
+bench: build $(PY)
+	@tools/deps.sh bench
+	@MPLBACKEND=Agg $(PY) tools/bench/bench.py $(BENCH_ARGS)
+
+bench-full: build $(PY)
+	@tools/deps.sh bench
+	@MPLBACKEND=Agg $(PY) tools/bench/bench.py --full $(BENCH_ARGS)
 
 # The learner's material. The notebooks read results/*.csv and never start a
 # server; the slides take code from snippet tags and docs/diffs/, and plots

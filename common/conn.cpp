@@ -20,4 +20,26 @@ void ConnTable::remove(Conn& conn) noexcept {
     --count_;
 }
 
+Want Conn::answer(const Timeouts& timeouts) {
+    // The session holds answers back while its output is above the
+    // high-water mark; when one write empties the output, answer those too
+    // now: an edge-triggered loop gets no further writable event for a
+    // socket that still has room.
+    for (;;) {
+        session.process();
+        if (write_some(fd, session.output()).kind == IoResult::error) session.abort();
+        if (!session.output().empty() || !session.want().write || session.done()) break;
+    }
+    rearm(Clock::now(), timeouts);
+    return session.want();
+}
+
+void Conn::rearm(Clock::time_point now, const Timeouts& timeouts) {
+    bool mid = session.mid_request();
+    if (!mid || !mid_ || session.answered() != answered_)
+        deadline = timeouts.deadline(now, mid);
+    mid_ = mid;
+    answered_ = session.answered();
+}
+
 }  // namespace ladder

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "fd.h"
+#include "net.h"
 #include "session.h"
 #include "signals.h"
 #include "timeouts.h"
@@ -21,10 +22,25 @@ namespace ladder {
 struct Conn {
     Conn(Fd socket, Mode mode, Stats& stats) : fd(std::move(socket)), session(mode, stats) {}
 
+    // Answers what has arrived, sends what the socket takes now, re-arms the
+    // deadline, and says what to wait for next. A write that would block
+    // leaves the rest for the next writable event.
+    Want answer(const Timeouts& timeouts);
+
+    // Moves the deadline after progress. The header clock starts when a
+    // request begins, and more bytes of that same request do not wind it
+    // back (one byte a second is slowloris); an answered request, or a
+    // connection between requests doing anything at all, restarts it.
+    void rearm(Clock::time_point now, const Timeouts& timeouts);
+
     Fd fd;
     Session session;
-    Want want;                 // what the loop watches for it now
+    Want want;                   // what the loop watches for it now
     Clock::time_point deadline;  // closed by the sweep after this
+
+private:
+    bool mid_ = false;            // mid_request() when the deadline was last set
+    std::uint64_t answered_ = 0;  // answered() then
 };
 
 class ConnTable {
@@ -53,12 +69,15 @@ public:
     }
 
     // For a graceful stop: calls close(Conn&) for every connection that has
-    // nothing in flight (no answer waiting to be sent, no request half
-    // read). True when no connection is left.
+    // nothing in flight (no answer waiting to be sent, no request half read,
+    // no request sitting unread in the socket because the loop was busy).
+    // True when no connection is left.
     template <class Close>
     bool close_quiet(Close close) {
         for_each([&](Conn& c) {
-            if (c.session.output().empty() && !c.session.mid_request()) close(c);
+            if (c.session.output().empty() && !c.session.mid_request() &&
+                unread_bytes(c.fd) == 0)
+                close(c);
         });
         return count_ == 0;
     }

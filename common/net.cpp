@@ -11,9 +11,11 @@
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
+#include <shared_mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -88,6 +90,13 @@ void set_option(FdRef fd, int level, int name, const char* what) {
 std::mutex reserve_mutex;
 Fd reserve_fd;
 
+// Threads that accept in one process race for descriptor numbers: between
+// shed_one's close(reserve) and its accept, another thread's accept could
+// take the freed number, and the reserve could not be reopened — the next
+// EMFILE would leave its clients waiting. Accepts share this gate; the
+// close-accept-reopen holds it alone.
+std::shared_mutex accept_gate;
+
 void open_reserve() {
     if (!reserve_fd) reserve_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
@@ -100,6 +109,7 @@ bool shed_one(FdRef listener) {
     // one (a blocking accept loop must not spin at the limit either).
     pollfd waiting{.fd = listener.get(), .events = POLLIN, .revents = 0};
     if (!reserve_fd || ::poll(&waiting, 1, 100) != 1) return false;
+    std::unique_lock alone(accept_gate);
     reserve_fd.reset();
     Fd victim(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     bool shed = victim.valid();
@@ -194,7 +204,11 @@ std::optional<Fd> try_accept(FdRef listener, bool nonblocking, bool* refused) {
     if (refused) *refused = false;
     int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
     for (;;) {
-        int fd = ::accept4(listener.get(), nullptr, nullptr, flags);
+        int fd = -1;
+        {
+            std::shared_lock gate(accept_gate);
+            fd = ::accept4(listener.get(), nullptr, nullptr, flags);
+        }
         if (fd >= 0) return Fd(fd);
         int err = errno;
         if (connection_error(err)) continue;
@@ -211,7 +225,7 @@ std::optional<Fd> try_accept(FdRef listener, bool nonblocking, bool* refused) {
             if (once_a_second())
                 std::fprintf(stderr, "accept: %s — %s\n", errno_text(err).c_str(),
                              shed ? "closing new connections; raise ulimit -n"
-                                  : "no reserve descriptor left; raise ulimit -n");
+                                  : "new clients wait in the queue; raise ulimit -n");
             return std::nullopt;
         }
         case EINVAL:
@@ -247,6 +261,12 @@ IoResult write_some(FdRef fd, Buffer& out) {
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return {IoResult::would_block};
     return {IoResult::error, 0, errno};
+}
+
+std::size_t unread_bytes(FdRef fd) noexcept {
+    int n = 0;
+    if (::ioctl(fd.get(), FIONREAD, &n) != 0 || n < 0) return 0;
+    return static_cast<std::size_t>(n);
 }
 
 IoResult write_all(FdRef fd, Buffer& out) {

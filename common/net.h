@@ -75,4 +75,7 @@ IoResult write_some(FdRef fd, Buffer& out);
 // Blocking sockets: writes everything (looping over short writes).
 IoResult write_all(FdRef fd, Buffer& out);
 
+// Bytes received on the socket that no read() has taken yet (FIONREAD).
+std::size_t unread_bytes(FdRef fd) noexcept;
+
 }  // namespace ladder

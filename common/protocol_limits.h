@@ -13,6 +13,8 @@
 
 namespace ladder {
 
+#ifndef LADDER_FUZZ_LIMITS  // (tests/fuzz builds with tiny ones: see #else)
+
 // The request line, without its CRLF. Longer: 414 URI Too Long.
 inline constexpr std::size_t kMaxRequestLine = 8 * 1024;
 
@@ -27,15 +29,25 @@ inline constexpr std::size_t kMaxHeaders = 128;
 // A request body (Content-Length). Larger: 413 Content Too Large.
 inline constexpr std::uint64_t kMaxBody = 1024 * 1024;
 
+// A session stops answering (and so stops asking to read) while its output
+// holds more than this: a client that sends requests but never reads the
+// answers costs at most this much memory, not an unbounded queue.
+inline constexpr std::size_t kOutputHighWater = 256 * 1024;
+
+#else
+// Fuzz builds only (tests/fuzz/CMakeLists.txt): the same rules with limits a
+// few bytes long, so that inputs a fuzzer can afford cross every one of them.
+inline constexpr std::size_t kMaxRequestLine = 64;
+inline constexpr std::size_t kMaxHeaderBlock = 128;
+inline constexpr std::size_t kMaxHeaders = 8;
+inline constexpr std::uint64_t kMaxBody = 256;
+inline constexpr std::size_t kOutputHighWater = 512;
+#endif
+
 // GET /work?ms=N sleeps N milliseconds; past this N is a 400, not a long sleep.
 inline constexpr std::uint64_t kMaxWorkMs = 10'000;
 
 // GET /cpu?n=N runs N hash rounds (about 2 ns each): at most a fraction of a second.
 inline constexpr std::uint64_t kMaxCpuRounds = 200'000'000;
-
-// A session stops answering (and so stops asking to read) while its output
-// holds more than this: a client that sends requests but never reads the
-// answers costs at most this much memory, not an unbounded queue.
-inline constexpr std::size_t kOutputHighWater = 256 * 1024;
 
 }  // namespace ladder

@@ -148,6 +148,7 @@ void Session::process() {
         process_echo();
     else
         process_http();
+    paused_ = !closing_ && !in_.empty() && out_.size() > kOutputHighWater;
 }
 
 void Session::process_echo() {
@@ -162,7 +163,9 @@ void Session::process_echo() {
             in_.clear();
         }
         counted_in_ = 0;
+        ++answered_;
         bump(stats_.counters().requests);
+        if (worker_requests_) bump(*worker_requests_);
         bump(stats_.counters().bytes_out, n);
     }
     if (peer_closed_ && in_.empty()) closing_ = true;
@@ -283,7 +286,9 @@ void Session::send(const Reply& r) {
         at += part.size();
     }
     out_.commit(total);
+    ++answered_;
     bump(stats_.counters().requests);
+    if (worker_requests_) bump(*worker_requests_);
     bump(stats_.counters().bytes_out, total);
     if (!r.keep_alive) closing_ = true;
 }
@@ -296,6 +301,7 @@ void Session::on_eof() {
 void Session::abort() noexcept {
     count_input();
     aborted_ = peer_closed_ = closing_ = true;
+    paused_ = false;
     in_.clear();
     out_.clear();
     counted_in_ = head_seen_ = body_end_ = 0;
@@ -303,7 +309,10 @@ void Session::abort() noexcept {
 
 Want Session::want() const noexcept {
     bool stop = closing_ || peer_closed_ || job_out_ || out_.size() > kOutputHighWater;
-    return {.read = !stop, .write = !out_.empty()};
+    // paused_: requests already read wait behind the high-water mark. A loop
+    // that writes the output away in one go must still come back to
+    // process() them: ask for the next writable event, which is at once.
+    return {.read = !stop, .write = !out_.empty() || paused_};
 }
 
 bool Session::done() const noexcept { return aborted_ || (closing_ && out_.empty()); }

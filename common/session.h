@@ -54,7 +54,10 @@ public:
     // appending responses to output() in order. Stops early while output()
     // holds more than kOutputHighWater bytes (a client that does not read
     // its responses stops being read: memory stays bounded) or while a
-    // SlowJob is out with the offload hook.
+    // SlowJob is out with the offload hook. Stopped by the high-water mark,
+    // it is owed another call once output() drains: want().write stays true
+    // until then, even if output() empties (no read event will come for
+    // requests already read).
     void process();
 
     // The peer half-closed (read returned 0). Echo: send what is left, then
@@ -75,6 +78,9 @@ public:
     // applies); false between requests (idle timeout applies).
     bool mid_request() const noexcept;
 
+    // Requests answered so far (echo: reads echoed): progress a timer can see.
+    std::uint64_t answered() const noexcept { return answered_; }
+
     // Step 09: when set, SlowJobs go to `offload` instead of running inline.
     // offload returns false when it cannot take the job (queue full): the
     // session answers 503 with Retry-After. While a job is out the session
@@ -86,6 +92,12 @@ public:
     // instead (done() is true: the connection is closing).
     void set_offload(std::function<bool(const SlowJob&)> offload);
     void complete(std::string_view body);
+
+    // Steps with workers: each request is also counted in `worker` (that
+    // worker's WorkerCounters::requests), beside the total.
+    void count_requests_in(std::atomic<std::uint64_t>* worker) noexcept {
+        worker_requests_ = worker;
+    }
 
 private:
     struct Reply;  // a response about to be formatted (session.cpp)
@@ -107,11 +119,14 @@ private:
     bool closing_ = false;        // close once output() is flushed
     bool aborted_ = false;
     bool job_out_ = false;        // a SlowJob is with the offload hook
+    bool paused_ = false;         // process() stopped at the high-water mark with input left
     bool job_keep_alive_ = true;
     bool job_http10_ = false;     // the job's request was HTTP/1.0 (say keep-alive)
     std::size_t head_seen_ = 0;   // input size when the head was last found partial
     std::size_t body_end_ = 0;    // input size that completes the body awaited
     std::function<bool(const SlowJob&)> offload_;
+    std::atomic<std::uint64_t>* worker_requests_ = nullptr;
+    std::uint64_t answered_ = 0;
 };
 
 }  // namespace ladder

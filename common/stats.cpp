@@ -60,7 +60,9 @@ void copy(const WorkerCounters& from, WorkerCounters& to) {
     to.wakeups = load(from.wakeups);
     to.accepted = load(from.accepted);
     to.wasted_wakeups = load(from.wasted_wakeups);
+    to.silent_wakeups = load(from.silent_wakeups);
     to.requests = load(from.requests);
+    to.connections = load(from.connections);
 }
 
 }  // namespace
@@ -117,7 +119,9 @@ std::string Stats::json() const {
             field(out, "wakeups", load(w.wakeups));
             field(out, "accepted", load(w.accepted));
             field(out, "wasted_wakeups", load(w.wasted_wakeups));
+            field(out, "silent_wakeups", load(w.silent_wakeups));
             field(out, "requests", load(w.requests));
+            field(out, "connections", load(w.connections));
             out += "}";
         }
         out += "]";

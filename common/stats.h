@@ -31,7 +31,11 @@ struct WorkerCounters {
     std::atomic<std::uint64_t> wakeups{0};
     std::atomic<std::uint64_t> accepted{0};
     std::atomic<std::uint64_t> wasted_wakeups{0};  // woken, then nothing to do (EAGAIN)
+    // Woken, then put back to sleep inside the wait call (the readiness was
+    // gone when the kernel re-checked): seen only as a context switch.
+    std::atomic<std::uint64_t> silent_wakeups{0};
     std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> connections{0};  // served: accepted here, or handed to it
 };
 
 class Stats {

@@ -70,8 +70,13 @@ void serve(ladder::FdRef conn, ladder::Mode mode, ladder::Stats& stats) {
             session.on_eof();
         else
             session.abort();
-        if (ladder::write_all(conn, session.output()).kind != ladder::IoResult::ok)
-            session.abort();
+        // The session holds answers back while its output is above its
+        // high-water mark: once the output is written, answer those too.
+        while (!session.output().empty()) {
+            if (ladder::write_all(conn, session.output()).kind != ladder::IoResult::ok)
+                session.abort();
+            session.process();
+        }
     }
     ladder::bump(stats.counters().closed);
 }

@@ -41,16 +41,6 @@ void close_conn(Loop& loop, Conn& c) {
     loop.conns.remove(c);  // closes the socket
 }
 
-// Answers what has arrived, sends what the socket takes now, and says what
-// to wait for next. A write that would block leaves the rest for on_writable.
-ladder::Want answer(Loop& loop, Conn& c) {
-    c.session.process();
-    if (ladder::write_some(c.fd, c.session.output()).kind == IoResult::error)
-        c.session.abort();
-    c.deadline = loop.timeouts.deadline(Clock::now(), c.session.mid_request());
-    return c.session.want();
-}
-
 // Takes one client off the accept queue. False when the queue was empty.
 bool accept_one(Loop& loop) {
     bool refused = false;
@@ -67,16 +57,19 @@ bool accept_one(Loop& loop) {
 // the next pass, so one accept per wake-up loses nothing.
 void on_accept(Loop& loop) { accept_one(loop); }
 
+// One read per readiness: while bytes remain the socket stays ready, and the
+// next pass reads more. c.answer() runs the protocol and writes what the
+// socket takes now (common/conn.h).
 ladder::Want on_readable(Loop& loop, Conn& c) {
     IoResult r = ladder::read_some(c.fd, c.session.input());
     if (r.kind == IoResult::eof)
         c.session.on_eof();
     else if (r.kind == IoResult::error)
         c.session.abort();
-    return answer(loop, c);
+    return c.answer(loop.timeouts);
 }
 
-ladder::Want on_writable(Loop& loop, Conn& c) { return answer(loop, c); }
+ladder::Want on_writable(Loop& loop, Conn& c) { return c.answer(loop.timeouts); }
 
 void run(Loop& loop) {
     ladder::Sweep sweep;

@@ -53,6 +53,10 @@ class Caps:
     loop: str | None = None      # the event loop's wait call: "select", "poll", "epoll-lt", ...
     fd_cap: int | None = None    # highest descriptor + 1 the loop can watch (select: FD_SETSIZE)
     args: tuple[str, ...] = ()   # extra command-line arguments
+    workers: str | None = None   # N workers, one port: "herd" (07 --variant), "reuseport" (08)
+    # Sleeps in read()/write() for its client (a thread or process each, no event loop):
+    # no header or idle timeout, and an idle client holds its server until it leaves.
+    blocking: bool = False
     # Known weaknesses: claim -> why the step cannot make it (xfail, strict).
     lacks: dict[str, str] = dataclasses.field(default_factory=dict)
     # Variants run as separate parameters, "NN-name": name -> that variant's Caps.
@@ -69,21 +73,37 @@ class Caps:
         return self.loop is not None
 
 
+WORKER_LOOPS = {"many_fds": "N worker threads serve the 2000, not one"}  # steps 07, 08
+
 # One line per step. A variant or a weakness fits on the same line, e.g.
 #   "NN": Caps(loop="epoll-et", variants={"naive": Caps(loop="epoll-et", args=("--naive",),
 #                                         lacks={"drain": "why it cannot"})}),
 # and every test marked claim("drain") then xfails strictly on NN-naive only.
 CAPS: dict[str, Caps] = {
-    "01": Caps(lacks={"concurrent": "step 01 serves one client at a time: "
-                                    "B waits in the accept queue until A leaves"}),
-    "02": Caps(per_conn="thread",
-               variants={"processes": Caps(per_conn="process", args=("--processes",))}),
+    "01": Caps(blocking=True, lacks={"concurrent": "step 01 serves one client at a time: "
+                                                   "B waits in the accept queue until A leaves"}),
+    "02": Caps(per_conn="thread", blocking=True,
+               variants={"processes": Caps(per_conn="process", blocking=True,
+                                           args=("--processes",))}),
     "03": Caps(loop="select", fd_cap=1024,
                lacks={"many_fds": "select() watches descriptors below FD_SETSIZE (1024) only: "
                                   "clients past it are refused"}),
     "04": Caps(loop="poll"),
     "05": Caps(loop="epoll-lt"),
     "06": Caps(loop="epoll-et"),
+    "07": Caps(loop="epoll-workers", workers="herd", lacks=WORKER_LOOPS, variants={
+        # A process serves one client at a time: 16 for the suite's 8 concurrent clients.
+        "blocking": Caps(workers="herd", blocking=True,
+                         args=("--variant", "blocking", "--workers", "16")),
+        **{v: Caps(loop="epoll-workers", workers="herd", args=("--variant", v), lacks=WORKER_LOOPS)
+           for v in ("mutex", "acceptor")},
+        # 07's own loop; only the listener's registration differs: no event-loop suite again.
+        **{v: Caps(workers="herd", args=("--variant", v))
+           for v in ("shared-et", "exclusive", "reuseport")}}),
+    "08": Caps(loop="epoll-workers", workers="reuseport", lacks=WORKER_LOOPS),
+    "09": Caps(loop="epoll-pool",
+               lacks={"many_fds": "by design not one thread: 1 acceptor + N loops + M workers "
+                                  "serve the 2000 (test_pool.py counts them)"}),
 }
 DEFAULT_CAPS = Caps()  # a step without a line: the contract, echo and http tests only
 

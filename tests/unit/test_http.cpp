@@ -456,3 +456,51 @@ TEST_CASE("iequals") {
     CHECK_FALSE(ladder::iequals("Hast", "host"));
     CHECK_FALSE(ladder::iequals("-", "\r"));
 }
+
+// ---------------------------------------------------------------------------
+// Issue 8: the README's bad-input choices, row by row (tests/steps/
+// test_adversarial.py checks the same end to end). Append-only; a row found
+// by tests/fuzz names its corpus file.
+
+TEST_CASE("issue 8: the kit's choices where RFC 9112 leaves one") {
+    const Row table[] = {
+        {"CL with a tab around it", post("Content-Length:\t5\t"), kComplete},
+        {"CL fullwidth digit", post("Content-Length: \xef\xbc\x95"), 400},
+        {"CL with an underscore", post("Content-Length: 1_0"), 400},
+        {"CL exponent", post("Content-Length: 1e3"), 400},
+        {"CL 0 twice", post("Content-Length: 0\r\nContent-Length: 0", ""), 400},
+        {"CL 0 and TE", post("Content-Length: 0\r\nTransfer-Encoding: chunked", ""), 400},
+        {"TE capitalised", post("Transfer-Encoding: Chunked"), 501},
+        {"TE twice", post("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked"), 501},
+        {"TE in HTTP/1.0", "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+        {"raw UTF-8 in target", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+        {"UTF-8 in a name", kHead + "Caf\xc3\xa9: v\r\n\r\n", 400},
+        {"ESC in a value", kHead + "X: \x1b[31m\r\n\r\n", 400},
+        {"LF CR", "GET / HTTP/1.1\n\rHost: a\r\n\r\n", 400},
+        {"CR CR LF", "GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", 400},
+        {"obs-fold as the first field", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},
+        {"absolute-form without Host", "GET http://a/hello HTTP/1.1\r\n\r\n", 400},
+        {"absolute-form, another Host", "GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+         kComplete},
+        {"HTTP/9.9", "GET / HTTP/9.9\r\nHost: a\r\n\r\n", 505},
+        {"NUL after the version", "GET / HTTP/1.1\0\r\nHost: a\r\n\r\n"s, 400},
+        {"every tchar in a name", kHead + "!#$%&'*+-.^_`|~09aZ: v\r\n\r\n", kComplete},
+    };
+    for (const Row& row : table) {
+        CAPTURE(row.name);
+        Request req;
+        const int final_answer = outcome(parse_guarded(row.input, req));
+        CHECK(final_answer == row.expect);
+        // However the network splits it: partial, or already this answer.
+        const std::size_t end = final_answer == kComplete ? row.input.find("\r\n\r\n") + 4
+                                                          : row.input.size();
+        std::size_t last_len = 0;
+        for (std::size_t n = 0; n < end; ++n) {
+            CAPTURE(n);
+            std::string_view prefix = std::string_view(row.input).substr(0, n);
+            int got = outcome(parse_guarded(prefix, req, last_len));
+            CHECK((got == kPartial || (got == final_answer && final_answer != kComplete)));
+            last_len = got == kPartial ? n : 0;
+        }
+    }
+}

@@ -325,6 +325,18 @@ TEST_CASE("stats: requests, bytes in and bytes out") {
     CHECK(stats.counters().bytes_out == out.size());
 }
 
+TEST_CASE("count_requests_in: a worker's own count beside the total") {
+    Stats stats("07", "http", 2);
+    Session http(Mode::http, stats), echo(Mode::echo, stats);
+    http.count_requests_in(&stats.worker(1).requests);
+    echo.count_requests_in(&stats.worker(1).requests);
+    feed(http, get("/hello") + get("/nope"));
+    feed(echo, "abc");
+    CHECK(stats.worker(1).requests == 3);
+    CHECK(stats.worker(0).requests == 0);
+    CHECK(stats.counters().requests == 3);
+}
+
 TEST_CASE("mid_request: between requests or inside one") {
     Stats stats("00", "http");
     Session s(Mode::http, stats);
@@ -533,4 +545,105 @@ TEST_CASE("run_slow_job") {
     auto start = std::chrono::steady_clock::now();
     CHECK(ladder::run_slow_job({SlowJob::work, 20}) == "worked 20 ms\n");
     CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(20));
+}
+
+// ---------------------------------------------------------------------------
+// Regressions from issue 8 (tests/fuzz, tests/steps/test_adversarial.py).
+// Append-only: each case names the finding it pins down.
+
+TEST_CASE("regression: answers held back by the high-water mark are owed a callback") {
+    // Found by test_adversarial.py (tiny socket buffers) and fuzz_session
+    // (corpus/session/finding-highwater-stall): a big echo and a GET in one
+    // read; process() stops at the high-water mark with the GET unanswered.
+    // An event loop calls process() and then writes; when that one write
+    // took the whole output, want() said {read} only: no read event ever
+    // came for the GET already read, and the client waited for ever.
+    const std::string big(ladder::kOutputHighWater + 1000, 'b');
+    for (bool eof : {false, true}) {
+        CAPTURE(eof);
+        Stats stats("00", "http");
+        Session s(Mode::http, stats);
+        s.input().append(post("/echo", big) + get("/hello"));
+        if (eof)
+            s.on_eof();
+        else
+            s.process();
+        std::vector<Response> got = responses(take(s));  // one write takes it all
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].body == big);
+        CHECK(s.output().empty());
+        CHECK(s.want().write);  // come back when writable: at once
+        CHECK_FALSE(s.done());
+        s.process();  // the writable event's answer()
+        got = responses(take(s));
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].body == kHello);
+        CHECK_FALSE(s.want().write);
+        CHECK(s.want().read == !eof);
+        CHECK(s.done() == eof);
+    }
+}
+
+TEST_CASE("regression: echo bytes held back by the high-water mark are owed a callback") {
+    Stats stats("00", "echo");
+    Session s(Mode::echo, stats);
+    std::string big(ladder::kOutputHighWater + 1, 'x');
+    s.input().append(big);
+    s.process();
+    s.input().append("tail");  // a blocking step reads anyway
+    s.process();
+    CHECK(take(s) == big);
+    CHECK(s.want().write);
+    s.process();
+    CHECK(take(s) == "tail");
+    CHECK_FALSE(s.want().write);
+    CHECK(s.want().read);
+}
+
+TEST_CASE("regression: an event loop's order of calls answers every stream") {
+    // The fuzz_session model in miniature: pieces arrive only while want()
+    // asks to read, process() runs before each write, writes are short,
+    // and nothing is called unless want() asks. The answers must equal
+    // those of one read processed after every write.
+    std::string stream;
+    for (int i = 0; i < 12; ++i)
+        stream += post("/echo", std::string(40 * 1024, char('a' + i))) + get("/hello") +
+                  get("/nope");
+    Stats ideal_stats("00", "http");
+    Session ideal(Mode::http, ideal_stats);
+    std::string expected = feed(ideal, stream);
+    for (int writes = 0; writes < 1000; ++writes) {
+        ideal.process();
+        std::string more = take(ideal);
+        if (more.empty()) break;
+        expected += more;
+    }
+    REQUIRE(responses(expected).size() == 36);
+    for (std::size_t piece : {std::size_t{1000}, std::size_t{64 * 1024}, stream.size()}) {
+        for (std::size_t write : {std::size_t{4096}, std::size_t{1} << 30}) {
+            CAPTURE(piece);
+            CAPTURE(write);
+            Stats stats("00", "http");
+            Session s(Mode::http, stats);
+            std::string out;
+            std::size_t at = 0;
+            for (int events = 0; events < 100000; ++events) {
+                ladder::Want w = s.want();
+                if (w.write) {
+                    s.process();
+                } else if (w.read && at < stream.size()) {
+                    std::size_t n = std::min(piece, stream.size() - at);
+                    s.input().append(std::string_view(stream).substr(at, n));
+                    at += n;
+                    s.process();
+                } else {
+                    break;  // a loop would sleep here for ever
+                }
+                std::size_t n = std::min(write, s.output().size());
+                out += s.output().readable().substr(0, n);
+                s.output().consume(n);
+            }
+            CHECK(out == expected);
+        }
+    }
 }

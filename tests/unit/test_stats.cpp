@@ -98,7 +98,9 @@ TEST_CASE("workers: one object per worker, in order") {
     CHECK(stats.worker_count() == 3);
     bump(stats.worker(0).wakeups, 5);
     bump(stats.worker(1).accepted, 2);
+    bump(stats.worker(1).connections, 2);
     bump(stats.worker(2).wasted_wakeups, 7);
+    bump(stats.worker(2).silent_wakeups);
     bump(stats.worker(2).requests, 9);
     bump(stats.counters().accepted, 2);
     std::string json = stats.json();
@@ -107,11 +109,14 @@ TEST_CASE("workers: one object per worker, in order") {
     REQUIRE(at != std::string::npos);
     std::string workers = json.substr(at);
     CHECK(contains(workers,
-                   "{\"id\":0,\"wakeups\":5,\"accepted\":0,\"wasted_wakeups\":0,\"requests\":0}"));
+                   "{\"id\":0,\"wakeups\":5,\"accepted\":0,\"wasted_wakeups\":0,"
+                   "\"silent_wakeups\":0,\"requests\":0,\"connections\":0}"));
     CHECK(contains(workers,
-                   "{\"id\":1,\"wakeups\":0,\"accepted\":2,\"wasted_wakeups\":0,\"requests\":0}"));
+                   "{\"id\":1,\"wakeups\":0,\"accepted\":2,\"wasted_wakeups\":0,"
+                   "\"silent_wakeups\":0,\"requests\":0,\"connections\":2}"));
     CHECK(contains(workers,
-                   "{\"id\":2,\"wakeups\":0,\"accepted\":0,\"wasted_wakeups\":7,\"requests\":9}"));
+                   "{\"id\":2,\"wakeups\":0,\"accepted\":0,\"wasted_wakeups\":7,"
+                   "\"silent_wakeups\":1,\"requests\":9,\"connections\":0}"));
     CHECK(contains(workers, "}]"));
     CHECK_FALSE(contains(workers, "\"id\":3"));
     // The totals are still at the top level, before the array.
