@@ -72,8 +72,12 @@ class Caps:
         """One thread waits on many sockets (select/poll/epoll)."""
         return self.loop is not None
 
+    @property
+    def one_thread(self) -> bool:
+        """One thread runs the whole server (steps 03-06)."""
+        return self.loop in ("select", "poll", "epoll-lt", "epoll-et")
 
-WORKER_LOOPS = {"many_fds": "N worker threads serve the 2000, not one"}  # steps 07, 08
+
 
 # One line per step. A variant or a weakness fits on the same line, e.g.
 #   "NN": Caps(loop="epoll-et", variants={"naive": Caps(loop="epoll-et", args=("--naive",),
@@ -91,19 +95,17 @@ CAPS: dict[str, Caps] = {
     "04": Caps(loop="poll"),
     "05": Caps(loop="epoll-lt"),
     "06": Caps(loop="epoll-et"),
-    "07": Caps(loop="epoll-workers", workers="herd", lacks=WORKER_LOOPS, variants={
+    "07": Caps(loop="epoll-workers", workers="herd", variants={
         # A process serves one client at a time: 16 for the suite's 8 concurrent clients.
         "blocking": Caps(workers="herd", blocking=True,
                          args=("--variant", "blocking", "--workers", "16")),
-        **{v: Caps(loop="epoll-workers", workers="herd", args=("--variant", v), lacks=WORKER_LOOPS)
+        **{v: Caps(loop="epoll-workers", workers="herd", args=("--variant", v))
            for v in ("mutex", "acceptor")},
         # 07's own loop; only the listener's registration differs: no event-loop suite again.
         **{v: Caps(workers="herd", args=("--variant", v))
            for v in ("shared-et", "exclusive", "reuseport")}}),
-    "08": Caps(loop="epoll-workers", workers="reuseport", lacks=WORKER_LOOPS),
-    "09": Caps(loop="epoll-pool",
-               lacks={"many_fds": "by design not one thread: 1 acceptor + N loops + M workers "
-                                  "serve the 2000 (test_pool.py counts them)"}),
+    "08": Caps(loop="epoll-workers", workers="reuseport"),
+    "09": Caps(loop="epoll-pool"),
 }
 DEFAULT_CAPS = Caps()  # a step without a line: the contract, echo and http tests only
 
