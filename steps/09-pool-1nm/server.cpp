@@ -2,7 +2,7 @@
 // Adds:    hand-offs between threads (inbox + eventfd, a bounded job queue); timerfd.
 // Why:     a slow /work holds a worker, not a loop: /hello on that loop answers at once.
 // Costs:   a lock and a wake-up per hand-off; a full queue must answer 503.
-// Observe: make step-09; tests/steps -k "09 and pool"
+// Observe: make step-09; make test-steps PYTEST_ARGS='-k "09 and pool"'
 //
 // This file is the 1 (the acceptor) and the order of things at start and
 // stop. loop.h: the N, and the rule that only a loop's own thread touches
