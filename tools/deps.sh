@@ -21,7 +21,10 @@ learn=(python3-matplotlib python3-nbclient python3-ipykernel)
 node=false
 case "${1:-test}" in
   test) need+=("${learn[@]}"); node=true ;;
-  bench) need+=(python3-matplotlib strace) ;;
+  bench) need+=(python3-matplotlib strace)
+    # Reference rows when present, never required: wrk checks loadgen, nginx is a peer.
+    { command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null ||
+      echo "optional, for reference rows in make bench: apt-get install -y wrk nginx-light" >&2 ;;
   notebooks) need+=("${learn[@]}" jupyter-nbconvert) ;;
   slides) need=(); node=true ;;
   *) echo "usage: tools/deps.sh test|bench|notebooks|slides" >&2; exit 2 ;;

@@ -6,6 +6,7 @@ import threading
 import time
 
 from ladder.client import Reader, connect, request, timed_get
+from ladder.procfs import cpu_seconds
 
 
 def holder_and_waiter(address, hold: float = 2.0, delay: float = 0.3) -> dict:
@@ -68,12 +69,6 @@ def ask_each(socks) -> tuple[int, int]:
         else:
             refused += 1
     return answered, refused
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 
 def wait_accepted(address, n: int, timeout: float = 60.0) -> None:

@@ -4,7 +4,8 @@ import time
 
 from clients import holder_and_waiter
 from ladder.client import Reader, connect, request
-from ladder.server import context_switches, rss_kib, threads, wait_until
+from ladder.procfs import context_switches, rss_kib, threads
+from ladder.server import wait_until
 
 HOLD = 2.0
 CROWDS = [0, 10, 100, 500]

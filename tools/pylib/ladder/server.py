@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The /proc helpers used to live here; ladder.procfs has them now.
+from ladder.procfs import children, context_switches, proc_status, rss_kib, threads  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[3]
 READY = re.compile(r"^listening on (\S+):(\d+)$")
 
@@ -50,6 +53,8 @@ class Server:
     step: str
     args: list[str] = field(default_factory=list)
     ready_timeout: float = 10.0
+    binary: Path | None = None    # default: bin_dir()/step-NN (the bench also runs tools/floor)
+    cpus: set[int] | None = None  # CPU affinity, set before exec so every thread inherits it
     host: str = ""
     port: int = 0
     proc: subprocess.Popen | None = None
@@ -57,21 +62,23 @@ class Server:
     _stderr_path: Path | None = None
 
     def start(self) -> "Server":
-        binary = bin_dir() / f"step-{self.step}"
+        binary = self.binary or bin_dir() / f"step-{self.step}"
         if not binary.exists():
             raise FileNotFoundError(f"{binary} is not built (make build)")
         argv = [str(binary), "--port", "0", *self.args]
         # stderr goes to a file: a chatty server can never block on a full pipe.
-        fd, name = tempfile.mkstemp(prefix=f"step-{self.step}-", suffix=".stderr")
+        fd, name = tempfile.mkstemp(prefix=f"{binary.name}-", suffix=".stderr")
         self._stderr_path = Path(name)
+        cpus = self.cpus
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=fd,
-                                     stdin=subprocess.DEVNULL, text=True)
+                                     stdin=subprocess.DEVNULL, text=True, preexec_fn=pin)
         os.close(fd)
         line = self._read_line(self.ready_timeout)
         match = READY.match(line.strip()) if line else None
         if not match:
             self.kill()
-            raise RuntimeError(f"step-{self.step} did not print its ready line; "
+            raise RuntimeError(f"{self.name} did not print its ready line; "
                                f"got {line!r}; stderr: {self.stderr()[-2000:]}")
         self.host = match.group(1).strip("[]")
         self.port = int(match.group(2))
@@ -81,6 +88,10 @@ class Server:
         assert self.proc and self.proc.stdout
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         return self.proc.stdout.readline() if ready else ""
+
+    @property
+    def name(self) -> str:
+        return self.binary.name if self.binary else f"step-{self.step}"
 
     @property
     def pid(self) -> int:
@@ -105,7 +116,7 @@ class Server:
             out, _ = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise RuntimeError(f"step-{self.step} did not exit within {timeout}s of "
+            raise RuntimeError(f"{self.name} did not exit within {timeout}s of "
                                f"signal {sig}")
         stats = None
         for line in out.splitlines():
@@ -133,48 +144,6 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.kill()
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    """/proc/PID/status as a dict (Threads, VmRSS, voluntary_ctxt_switches…)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return fields
-
-
-def threads(pid: int) -> int:
-    return int(proc_status(pid)["Threads"])
-
-
-def rss_kib(pid: int) -> int:
-    return int(proc_status(pid)["VmRSS"].split()[0])
-
-
-def context_switches(pid: int) -> int:
-    """Voluntary + involuntary switches of every thread of the process."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            status = (task / "status").read_text()
-        except FileNotFoundError:
-            continue  # the thread ended while we looked
-        for line in status.splitlines():
-            if "ctxt_switches:" in line:
-                total += int(line.split()[-1])
-    return total
-
-
-def children(pid: int) -> list[int]:
-    """Child process ids (every thread's children)."""
-    kids = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            kids += [int(k) for k in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-    return kids
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:

@@ -1,0 +1,412 @@
+"""Cells (one server x one scenario x one client), their CSV rows, the
+terminal table and progress bar, and the Markdown summary."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import scenarios as sc
+from measure import Config, Run
+
+# The CSV's columns, in order (tools/bench/README.md says what each means).
+MACHINE = ["date", "machine", "nproc", "kernel", "cpu", "compiler", "build_type", "commit",
+           "pinning"]
+WHAT = ["server", "step", "variant", "kind", "scenario", "mode", "client", "path", "size",
+        "connections", "idle", "new_conn", "loop", "rate"]
+RESULT = ["duration_s", "warmup_s", "runs", "rejected", "disturbed",
+          "requests", "rps", "rps_min", "rps_max",
+          "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
+          "errors", "error_kinds", "idle_held",
+          "cpu_s", "cpu_us_per_req", "cpu_us_per_req_min", "cpu_us_per_req_max", "load_cpu_s",
+          "peak_rss_kib", "threads", "ctx_switches", "ctx_per_req",
+          "wakeups", "wakeups_per_req", "syscalls_per_req", "syscalls_top",
+          "loadgen_vs_wrk", "foreign_cores", "steal_pct", "server_stats", "note"]
+COLUMNS = MACHINE + WHAT + RESULT
+RUN_COLUMNS = ["date", "commit", "server", "scenario", "client", "path", "seq", "t_s", "kept",
+               "rps", "cpu_us_per_req", "p50_us", "p99_us", "errors", "foreign_cores",
+               "steal_pct", "quiet_wait_s", "failure"]
+
+
+def machine_info(bin_dir: Path, pinning: str) -> dict:
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    build = bin_dir.parent
+    cache = {}
+    try:
+        for line in (build / "CMakeCache.txt").read_text().splitlines():
+            key, _, value = line.partition("=")
+            cache[key.split(":")[0]] = value
+    except OSError:
+        pass
+    compiler = ""
+    for f in sorted(build.glob("CMakeFiles/*/CMakeCXXCompiler.cmake")):
+        text = f.read_text()
+        ident = text.split('CMAKE_CXX_COMPILER_ID "', 1)[-1].split('"', 1)[0]
+        version = text.split('CMAKE_CXX_COMPILER_VERSION "', 1)[-1].split('"', 1)[0]
+        compiler = f"{ident} {version}"
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = git("describe", "--always", "--dirty", "--abbrev=10")
+    return {"date": time.strftime("%Y-%m-%d"), "machine": platform.node() or "unknown",
+            "nproc": os.cpu_count(), "kernel": platform.release(), "cpu": cpu,
+            "compiler": compiler, "build_type": cache.get("CMAKE_BUILD_TYPE", ""),
+            "commit": commit, "pinning": pinning}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+@dataclasses.dataclass
+class Cell:
+    contender: sc.Contender
+    scenario: sc.Scenario
+    client: str
+    runs: list[Run] = dataclasses.field(default_factory=list)    # kept
+    dropped: list[Run] = dataclasses.field(default_factory=list)  # rejected as disturbed
+    failure: str = ""          # set when the server cannot run this at all
+    syscalls: tuple[float, str] | None = None
+    vs_wrk: float | None = None
+
+    @property
+    def good(self) -> list[Run]:
+        return [r for r in self.runs if r.loads and not r.failure]
+
+    def load_rps(self, i: int = 0) -> float | None:
+        return median(r.loads[i].rps for r in self.good if len(r.loads) > i)
+
+    def rows(self, machine: dict, cfg: Config) -> list[dict]:
+        c, s = self.contender, self.scenario
+        good = self.good
+        paths = [l.path for l in good[0].loads] if good else [s.path]
+        out = []
+        for i, path in enumerate(paths):
+            row = dict(machine)
+            row.update(server=c.label, step=c.step, variant=c.variant, kind=c.kind,
+                       scenario=s.name, mode=s.mode, client=self.client, path=path,
+                       size=s.size or "", connections=s.connections, idle=s.idle,
+                       new_conn=int(s.new_conn), warmup_s=cfg.warmup,
+                       runs=len(self.runs), rejected=len(self.dropped),
+                       disturbed=sum(r.disturbed(cfg) for r in self.runs))
+            loads = [r.loads[i] for r in good]
+            notes = [self.failure] + [r.failure for r in self.runs if r.failure]
+            if not loads:
+                row["note"] = "; ".join(dict.fromkeys(n for n in notes if n))[:300]
+                out.append(row)
+                continue
+            if s.mix:  # the two loads share one server: each gets its own row
+                args = sc.MIX_HELLO if i == 0 else sc.MIX_WORK
+                row["connections"] = int(args[args.index("--connections") + 1])
+            # The run whose rps is the median speaks for the cell's other fields.
+            rps = [l.rps for l in loads]
+            mid = sorted(range(len(good)), key=lambda k: rps[k])[len(good) // 2]
+            r, l = good[mid], loads[mid]
+            cpu = [g.cpu_us_per_req for g in good]
+            row.update(
+                loop=l.loop, rate=l.rate if l.rate is not None else "",
+                duration_s=round(l.duration, 3), requests=l.requests,
+                rps=round(median(rps), 1), rps_min=round(min(rps), 1),
+                rps_max=round(max(rps), 1),
+                errors=sum(x.error_total for x in loads),
+                error_kinds=" ".join(f"{k}={sum(x.errors.get(k, 0) for x in loads)}"
+                                     for k in sorted({k for x in loads for k in x.errors})),
+                idle_held=r.idle_held if r.idle_held is not None else "",
+                cpu_s=round(r.server_cpu, 3), load_cpu_s=round(r.load_cpu, 3),
+                peak_rss_kib=r.peak_rss_kib, threads=r.threads,
+                ctx_switches=r.ctx_switches if r.ctx_switches is not None else "",
+                ctx_per_req=fmt(r.ctx_per_req, 3),
+                wakeups=r.wakeups if r.wakeups is not None else "",
+                wakeups_per_req=fmt(median(g.wakeups_per_req for g in good), 3),
+                foreign_cores=round(max(g.foreign_cores for g in good), 3),
+                steal_pct=round(max(g.steal_pct for g in good), 2),
+                server_stats=json.dumps(r.stats, separators=(",", ":")) if r.stats else "",
+                note="; ".join(dict.fromkeys(n for n in notes if n))[:300])
+            for p in ("p50", "p90", "p99", "p999", "max"):
+                row[f"{p}_us"] = fmt(median(x.lat.get(p) for x in loads), 0)
+            if any(v is not None for v in cpu):
+                row.update(cpu_us_per_req=fmt(median(cpu), 2),
+                           cpu_us_per_req_min=fmt(min(v for v in cpu if v is not None), 2),
+                           cpu_us_per_req_max=fmt(max(v for v in cpu if v is not None), 2))
+            if self.syscalls and i == 0:
+                row.update(syscalls_per_req=round(self.syscalls[0], 2),
+                           syscalls_top=self.syscalls[1])
+            if self.vs_wrk is not None:
+                row["loadgen_vs_wrk"] = round(self.vs_wrk, 3)
+            out.append(row)
+        return out
+
+    def run_rows(self, machine: dict) -> list[dict]:
+        out = []
+        for kept, runs in ((1, self.runs), (0, self.dropped)):
+            for r in runs:
+                for l in r.loads or [None]:
+                    out.append({"date": machine["date"], "commit": machine["commit"],
+                                "server": self.contender.label, "scenario": self.scenario.name,
+                                "client": self.client, "path": l.path if l else "",
+                                "seq": r.seq, "t_s": round(r.started, 1), "kept": kept,
+                                "rps": l.rps if l else "",
+                                "cpu_us_per_req": fmt(r.cpu_us_per_req, 2),
+                                "p50_us": l.lat.get("p50") if l else "",
+                                "p99_us": l.lat.get("p99") if l else "",
+                                "errors": l.error_total if l else "",
+                                "foreign_cores": round(r.foreign_cores, 3),
+                                "steal_pct": round(r.steal_pct, 2),
+                                "quiet_wait_s": round(r.quiet_wait, 2), "failure": r.failure})
+        return out
+
+
+def fmt(v, digits: int):
+    if v is None:
+        return ""
+    return round(v, digits) if digits else int(round(v))
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------
+# The terminal
+
+TTY = sys.stderr.isatty()
+
+
+def human(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 100_000:
+        return f"{v / 1000:.0f}k"
+    if v >= 10_000:
+        return f"{v / 1000:.1f}k"
+    return f"{v:,.0f}"
+
+
+class Progress:
+    """A bar on stderr, redrawn in place on a terminal; a line per scenario otherwise."""
+
+    def __init__(self, total: int):
+        self.total, self.done = total, 0
+        self.started = time.monotonic()
+        self.label = ""
+
+    def add(self, n: int) -> None:
+        self.total += n
+
+    def step(self, label: str) -> None:
+        self.label = label
+        self.draw()
+
+    def finish_one(self) -> None:
+        self.done += 1
+        self.draw()
+
+    def eta(self) -> float:
+        spent = time.monotonic() - self.started
+        return spent / self.done * (self.total - self.done) if self.done else 0.0
+
+    def draw(self) -> None:
+        if not TTY:
+            return
+        width = 28
+        filled = round(width * self.done / max(self.total, 1))
+        spent = time.monotonic() - self.started
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs "
+                f"{spent:4.0f}s, ~{self.eta():.0f}s left  {self.label}")
+        sys.stderr.write("\r\033[K" + line[:150])
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if TTY:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+    def say(self, text: str) -> None:
+        """A line above the bar."""
+        self.clear()
+        print(text, flush=True)
+        self.draw()
+
+
+HEAD = ("server", "client", "req/s (min-max)", "CPU µs/req", "p50 µs", "p99 µs", "errors",
+        "wakeups/req", "syscalls/req", "threads", "RSS MiB", "note")
+WIDTHS = (12, 7, 24, 10, 7, 8, 6, 11, 12, 7, 7, 0)
+
+
+def table_line(cells) -> str:
+    out = []
+    for text, w in zip(cells, WIDTHS):
+        text = str(text)
+        out.append(text if not w else (text.rjust(w) if text[:1].isdigit() or text == "-"
+                                       else text.ljust(w)))
+    return "  " + " ".join(out)
+
+
+def shown(v) -> str:
+    return "-" if v in ("", None) else str(v)
+
+
+def table_rows(rows: list[dict]) -> list[str]:
+    lines = []
+    for r in rows:
+        who = r["server"] + ("" if r["path"] in ("/hello", "") else f" {r['path']}")
+        if r.get("rps") in ("", None):
+            lines.append(table_line([who, r["client"], "-", "", "", "", "", "", "", "", "",
+                                     r.get("note", "")]))
+            continue
+        spread = f"{human(float(r['rps']))} ({human(float(r['rps_min']))}-" \
+                 f"{human(float(r['rps_max']))})"
+        note = []
+        if r.get("loadgen_vs_wrk") not in ("", None) and r["client"] == "wrk":
+            note.append(f"loadgen/wrk {float(r['loadgen_vs_wrk']):.2f}")
+        if r.get("idle_held") not in ("", None) and int(r["idle_held"]) < int(r["idle"]):
+            note.append(f"held {r['idle_held']} of {r['idle']} idle")
+        if r.get("error_kinds"):
+            note.append(r["error_kinds"])
+        if int(r.get("rejected") or 0):
+            note.append(f"{r['rejected']} rejected")
+        if int(r.get("disturbed") or 0):
+            note.append(f"{r['disturbed']} disturbed")
+        if r.get("note"):
+            note.append(r["note"][:60])
+        rss = r.get("peak_rss_kib")
+        lines.append(table_line([
+            who, r["client"], spread, r.get("cpu_us_per_req") or "-", r.get("p50_us") or "-",
+            r.get("p99_us") or "-", r.get("errors") or 0, shown(r.get("wakeups_per_req")),
+            shown(r.get("syscalls_per_req")), r.get("threads") or "-",
+            f"{int(rss) / 1024:.1f}" if rss not in ("", None) else "-", ", ".join(note)]))
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Markdown (results/README.md and the README's Measure section)
+
+def markdown_summary(rows: list[dict]) -> str:
+    """One line per server: the figures that carry the lessons."""
+    by = {}
+    for r in rows:
+        if r["client"] == "loadgen" and r.get("rps") not in ("", None):
+            by[(r["server"], r["scenario"], r["path"])] = r
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+
+    def rps(server, scenario, path="/hello"):
+        r = by.get((server, scenario, path))
+        if not r:
+            return ""
+        return f"{human(float(r['rps']))} ({human(float(r['rps_min']))}–" \
+               f"{human(float(r['rps_max']))})"
+
+    def col(server, scenario, key):
+        r = by.get((server, scenario, "/hello"))
+        return r.get(key, "") if r else ""
+
+    lines = ["| server | req/s, 1 conn | req/s, 50 conns | CPU µs/req (50) | p99 µs (50) "
+             "| wakeups/req (50) | syscalls/req (50) | req/s, 50 + 15k idle "
+             "| new conn/s | /hello p99 µs beside /work |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in servers:
+        lines.append("| " + " | ".join([
+            s, rps(s, "http-c1"), rps(s, "http-c50"), col(s, "http-c50", "cpu_us_per_req"),
+            col(s, "http-c50", "p99_us"), col(s, "http-c50", "wakeups_per_req"),
+            col(s, "http-c50", "syscalls_per_req"), rps(s, "idle-15k") or
+            (f"wall at {col(s, 'idle-1k', 'idle_held')} idle"
+             if col(s, "idle-1k", "idle_held") not in ("", None) and
+             int(col(s, "idle-1k", "idle_held")) < 1000 else ""),
+            rps(s, "newconn-c50"), col(s, "mix-work", "p99_us")]) + " |")
+    return "\n".join(lines)
+
+
+def idle_markdown(rows: list[dict]) -> str:
+    curve = {}
+    for r in rows:
+        if r["client"] != "loadgen" or r.get("rps") in ("", None):
+            continue
+        if r["scenario"] == "http-c50" or r["scenario"].startswith("idle-"):
+            curve.setdefault(r["server"], {})[int(r["idle"])] = r
+    idles = sorted({i for v in curve.values() for i in v})
+    if len(idles) < 2:
+        return ""
+    head = "| server | " + " | ".join(f"{i:,} idle" for i in idles) + " |"
+    lines = [head, "|---|" + "---:|" * len(idles)]
+    for server, points in curve.items():
+        if len(points) < 2:
+            continue
+        cells = []
+        for i in idles:
+            r = points.get(i)
+            if not r:
+                cells.append("")
+                continue
+            cell = f"{human(float(r['rps']))} req/s, {r['cpu_us_per_req']} µs"
+            if r.get("idle_held") not in ("", None) and int(r["idle_held"]) < i:
+                cell += f" (held {r['idle_held']})"
+            cells.append(cell)
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(rows: list[dict], csv_name: str, machine: dict, pngs: list[Path]) -> str:
+    """results/README.md: what this run measured, on what, and its plots."""
+    m = machine
+    wrk = [r for r in rows if r["client"] == "wrk" and r.get("loadgen_vs_wrk")]
+    rejected = sum(int(r.get("rejected") or 0) for r in rows)
+    disturbed = sum(int(r.get("disturbed") or 0) for r in rows)
+    parts = [
+        "# Bench results",
+        "",
+        f"Generated by `make bench` (tools/bench/bench.py) into `{csv_name}` "
+        f"(one row per server × scenario × client; `-runs.csv` has every run). "
+        "Method and columns: [tools/bench/README.md](../tools/bench/README.md).",
+        "",
+        f"Machine `{m['machine']}`: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, "
+        f"{m['compiler']} {m['build_type']}, commit `{m['commit']}`, {m['date']}; "
+        f"pinning: {m['pinning']}. Each cell is the median of its runs with min–max; "
+        f"servers alternated A B B A; {rejected} disturbed runs rejected and re-run, "
+        f"{disturbed} kept although disturbed.",
+        "",
+        markdown_summary(rows),
+        "",
+    ]
+    idle = idle_markdown(rows)
+    if idle:
+        parts += ["Idle scaling (50 active connections; req/s and server CPU µs/request):",
+                  "", idle, ""]
+    if wrk:
+        parts += ["loadgen vs wrk on the same server (rps ratio, > 1: loadgen is faster): " +
+                  ", ".join(f"{r['server']} {r['scenario']} {float(r['loadgen_vs_wrk']):.2f}"
+                            for r in wrk), ""]
+    for png in pngs:
+        parts += [f"![{png.stem}]({png.name})", ""]
+    return "\n".join(parts)
