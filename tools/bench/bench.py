@@ -18,6 +18,7 @@ import copy
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-plot", action="store_true", help="CSV and table only")
     p.add_argument("--out", type=Path, default=ROOT / "results", help="results directory")
     p.add_argument("--tag", help="file name instead of <date>-<machine>")
+    p.add_argument("--append", action="store_true",
+                   help="keep the CSV's rows that this run does not measure again (add a "
+                        "step or a scenario to an earlier run)")
     p.add_argument("--list", action="store_true", help="print the plan and exit")
     args = p.parse_args(argv)
     full = args.full
@@ -196,6 +200,8 @@ def main(argv: list[str]) -> int:
           f"core foreign, < {cfg.quiet_steal:.0%} steal) and is re-run up to {cfg.retries}x "
           f"if disturbed")
     progress = report.Progress(total)
+    old_rows = report.read_csv(csv_path) if args.append and csv_path.exists() else []
+    old_runs = report.read_csv(runs_path) if args.append and runs_path.exists() else []
     started = time.monotonic()
     seq, calm = 0, False  # calm: the last run was undisturbed, no need to wait for quiet
     base = Mean(0.9)      # seconds a run takes without waiting for quiet
@@ -251,7 +257,7 @@ def main(argv: list[str]) -> int:
             if not cell.failure:
                 try:
                     cell.syscalls = measure.strace_pass(c, s, cfg)
-                except (OSError, RuntimeError, ValueError) as e:
+                except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
                     cell.syscalls = None
                     progress.say(f"  strace pass failed for {c.label}: {e}")
             progress.finish_one()
@@ -268,9 +274,12 @@ def main(argv: list[str]) -> int:
         for why, names in group_skips(skipped):
             progress.say(f"  skipped {names}: {why}")
         all_rows = [row for cell in cells for row in cell.rows(machine, cfg)]
+        all_runs = [r for cell in cells for r in cell.run_rows(machine)]
+        if args.append:
+            all_rows = report.merge(old_rows, all_rows, ("server", "scenario", "client"))
+            all_runs = report.merge(old_runs, all_runs, ("server", "scenario", "client"))
         report.write_csv(csv_path, report.COLUMNS, all_rows)
-        report.write_csv(runs_path, report.RUN_COLUMNS,
-                         [r for cell in cells for r in cell.run_rows(machine)])
+        report.write_csv(runs_path, report.RUN_COLUMNS, all_runs)
     progress.clear()
     rejected = sum(len(c.dropped) for c in cells)
     disturbed = sum(r.disturbed(cfg) for c in cells for r in c.runs)

@@ -562,39 +562,47 @@ def measured(s: sc.Scenario, client: str, cfg: Config, target: Target,
 # --------------------------------------------------------------------------
 # System calls per request, from a separate pass under strace -c -f
 
+MAX_TRACED_THREADS = 1000  # a thread per idle connection: attaching takes longer than it tells
+
+
 def strace_pass(c: sc.Contender, s: sc.Scenario, cfg: Config) -> tuple[float, str] | None:
     """(syscalls per request, the top ones "read 1.00 sendto 1.00 ...") for a
     fixed number of requests with every server thread and process traced.
     Tracing slows the server, so event batches grow: epoll_wait/poll counts
-    come out lower than untraced (the wakeups column is the untraced figure)."""
+    come out lower than untraced (the wakeups column is the untraced figure).
+    None when it could not be measured."""
     requests = max(2000, 40 * s.connections) if not s.new_conn else 1000
     target = start_target(c, s.mode, cfg)
     holder = tracer = None
+    tmp = tempfile.TemporaryDirectory(prefix="ladder-strace-")
+    out, err = Path(tmp.name) / "summary", Path(tmp.name) / "stderr"
     try:
         if s.idle:
             holder = hold_idle(cfg, target, s.idle)
-        out = tempfile.NamedTemporaryFile(prefix="ladder-strace-", suffix=".txt", delete=False)
-        out.close()
-        pids = ",".join(str(p) for p in procfs.descendants(target.pid))
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", pids, "-o", out.name],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-        line = tracer.stderr.readline()  # "strace: Process N attached"
-        if "attached" not in line:
+        if procfs.tree_threads(target.pid) > MAX_TRACED_THREADS:
             return None
+        pids = ",".join(str(p) for p in procfs.descendants(target.pid))
+        with open(err, "w") as errf:  # a file: a pipe could fill with attach lines and stall strace
+            tracer = subprocess.Popen(["strace", "-c", "-f", "-p", pids, "-o", str(out)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=errf)
+        deadline = time.monotonic() + 10
+        while "attached" not in err.read_text():
+            if tracer.poll() is not None or time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
         time.sleep(0.2)  # the other threads' attach lines
-        args = s.loadgen_args()
         lg = Running([str(cfg.bin_dir / "loadgen"), "--port", str(target.port), "--requests",
-                      str(requests), "--timeout", "30", *args], parse_loadgen, s.path,
-                     cfg.load_cpus).result(120)
+                      str(requests), "--timeout", "30", *s.loadgen_args()], parse_loadgen,
+                     s.path, cfg.load_cpus).result(120)
         tracer.send_signal(signal.SIGINT)  # detach: the summary is written then
-        tracer.wait(30)
-        tracer.stderr.close()
-        text = Path(out.name).read_text()
-        os.unlink(out.name)
+        tracer.wait(60)
+        text = out.read_text() if out.exists() else ""
+    except subprocess.TimeoutExpired:
+        return None
     finally:
         if tracer and tracer.poll() is None:
-            tracer.kill()
+            tracer.kill()  # its tracees are detached by the kernel
             tracer.wait()
         if holder:
             holder.stop()
@@ -604,9 +612,10 @@ def strace_pass(c: sc.Contender, s: sc.Scenario, cfg: Config) -> tuple[float, st
         except (RuntimeError, subprocess.TimeoutExpired):
             pass
         target.kill()
-    if not lg.requests:
-        return None
+        tmp.cleanup()
     calls = parse_strace(text)
+    if not lg.requests or not calls:
+        return None
     total = sum(calls.values())
     top = sorted(calls.items(), key=lambda kv: -kv[1])[:4]
     return total / lg.requests, " ".join(f"{name} {n / lg.requests:.2f}" for name, n in top)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The bench's plots, from its CSV: results/*.png.
+"""The bench's plots, from its CSV: results/*.png and results/README.md.
 
     tools/bench/plot.py [results/<date>-<machine>.csv] [--out results]
 
@@ -51,6 +51,10 @@ def colour(server: str, steps: list[str] | None = None):
     return STEP_COLOURS[(n - 1) % len(STEP_COLOURS)]
 
 
+KILO = matplotlib.ticker.FuncFormatter(
+    lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
+
+
 def loadgen_rows(rows, scenario, path="/hello"):
     out = [r for r in rows if r["scenario"] == scenario and r["client"] == "loadgen"
            and r["path"] == path and num(r.get("rps")) is not None]
@@ -63,8 +67,10 @@ def steps_of(rows):
 
 def title_of(rows) -> str:
     r = rows[0]
+    commits = " ".join(dict.fromkeys(x["commit"] for x in rows))
+    dates = " ".join(dict.fromkeys(x["date"] for x in rows))
     return (f"{r['machine']} · {r['nproc']} CPUs · {r['kernel']} · {r['compiler']} "
-            f"{r['build_type']} · {r['commit']} · {r['date']} · pinning: {r['pinning']}")
+            f"{r['build_type']} · {commits} · {dates} · pinning: {r['pinning']}")
 
 
 def bars(ax, rows, value, lo, hi, steps, xlabel):
@@ -87,6 +93,7 @@ def bars(ax, rows, value, lo, hi, steps, xlabel):
         ax.text(ends[i] + top * 0.015, i, f"{v:,.0f}" if v >= 100 else f"{v:.1f}",
                 va="center", fontsize=8, color="#222")
     ax.set_xlim(0, top * 1.18)
+    ax.xaxis.set_major_formatter(KILO)
 
 
 def rps_cpu(rows, out: Path) -> Path | None:
@@ -112,7 +119,7 @@ def rps_cpu(rows, out: Path) -> Path | None:
         ax_cpu.set_title("what the server spent (lower is better)", loc="left", fontsize=10)
     fig.suptitle("Throughput and server CPU per request — loadgen and server pinned to "
                  "separate CPUs\n" + title_of(rows), fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (height + 0.8)))
     path = out / "rps-cpu.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -131,6 +138,7 @@ def idle_scaling(rows, out: Path) -> Path | None:
     if not curve:
         return None
     steps = steps_of(rows)
+    xmax = max(int(r["idle"]) for pts in curve.values() for r in pts)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
     for server in sorted(curve, key=order_key):
         pts = curve[server]
@@ -151,10 +159,14 @@ def idle_scaling(rows, out: Path) -> Path | None:
                     if key == "rps":
                         what = [f"held {held:,.0f} of {int(r['idle']):,} idle"] if short else []
                         what += [f"{errors:,} errors ({r.get('error_kinds')})"] if errors else []
-                        ax.annotate(f"{server}: " + ", ".join(what), (xv, yv or 0),
-                                    textcoords="offset points", xytext=(10, -14),
-                                    fontsize=8, color="#d62728")
+                        right = xv > 0.6 * xmax
+                        ax.annotate(f"{server}: " + ",\n".join(what), (xv, yv or 0),
+                                    textcoords="offset points",
+                                    xytext=(-12 if right else 12, 16),
+                                    ha="right" if right else "left", fontsize=8,
+                                    color="#d62728")
     a1.set_ylabel("requests/s of the 50 active connections")
+    a1.yaxis.set_major_formatter(KILO)
     a2.set_ylabel("server CPU µs per request")
     for ax in (a1, a2):
         ax.set_xlabel("idle connections held open beside them")
@@ -162,13 +174,13 @@ def idle_scaling(rows, out: Path) -> Path | None:
         ax.set_ylim(bottom=0)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
             lambda v, _: f"{v / 1000:.0f}k" if v else "0"))
-    a1.legend(fontsize=8, loc="best")
+    a2.legend(*a1.get_legend_handles_labels(), fontsize=8, loc="upper left", ncol=2)
     a1.set_title("select/poll scan every descriptor per call; epoll only the ready ones",
                  loc="left", fontsize=10)
     a2.set_title("the cost per request, from /proc (lower is better)", loc="left", fontsize=10)
     fig.suptitle("Idle scaling: 50 busy connections + N idle ones\n" + title_of(rows),
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = out / "idle-scaling.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -206,14 +218,15 @@ def latency(rows, out: Path) -> Path | None:
             xs = [i + (j - 1) * 0.27 for i in range(len(mix))]
             ax.bar(xs, [num(r.get(key)) or 0 for r in mix], 0.27, label=label,
                    color=plt.get_cmap("magma")(0.2 + 0.25 * j))
-        ax.set_xticks(range(len(mix)), [r["server"] for r in mix])
+        ax.set_xticks(range(len(mix)), [r["server"].removeprefix("step-") for r in mix])
+        ax.set_xlabel("step")
         ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower center", ncol=3)
         ax.set_title("/hello beside a slow /work\n(open loop: stalls are counted)",
                      loc="left", fontsize=10)
     fig.suptitle("Latency percentiles\n" + title_of(rows), fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = out / "latency.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -241,9 +254,11 @@ def syscalls(rows, out: Path) -> Path | None:
                color="#cccccc" if name == "other" else cmap(k % 20))
         bottom = [b + v for b, v in zip(bottom, vals)]
     for i, (r, _, _) in enumerate(parsed):
-        w = num(r.get("wakeups_per_req"))
-        ax.text(i, bottom[i] + 0.05, f"{bottom[i]:.2f}" + (f"\nwakeups {w:.2f}" if w else ""),
-                ha="center", fontsize=7)
+        ax.text(i, bottom[i] + 0.03, f"{bottom[i]:.2f}", ha="center", fontsize=7)
+    wake = [num(r.get("wakeups_per_req")) for r, _, _ in parsed]
+    ax.plot([i for i, w in enumerate(wake) if w is not None], [w for w in wake if w is not None],
+            "D", color="black", markersize=5,
+            label="wake-ups/request\n(untraced, own stats)")
     ax.set_xticks(range(len(parsed)), [r["server"] for r, _, _ in parsed], rotation=30,
                   ha="right")
     ax.set_ylabel("system calls per request")
@@ -284,8 +299,12 @@ def main(argv: list[str]) -> int:
         print("plot: no CSV (run make bench first)", file=sys.stderr)
         return 2
     out = args.out or csv_path.parent
-    for png in draw_all(report.read_csv(csv_path), out):
-        print(png)
+    rows = report.read_csv(csv_path)
+    pngs = draw_all(rows, out)
+    summary = out / "README.md"
+    summary.write_text(report.summary_markdown(rows, csv_path.name, rows[0], pngs))
+    for path in [*pngs, summary]:
+        print(path)
     return 0
 
 
