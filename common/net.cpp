@@ -243,7 +243,8 @@ IoResult read_some(FdRef fd, Buffer& in, std::size_t max) {
     ssize_t n = retry_eintr([&] { return ::read(fd.get(), space.data(), max); });
     if (n > 0) {
         in.commit(static_cast<std::size_t>(n));
-        return {IoResult::ok, static_cast<std::size_t>(n)};
+        return {.kind = IoResult::ok, .bytes = static_cast<std::size_t>(n),
+                .drained = static_cast<std::size_t>(n) < max};
     }
     if (n == 0) return {IoResult::eof};
     if (errno == EAGAIN || errno == EWOULDBLOCK) return {IoResult::would_block};

@@ -63,6 +63,10 @@ struct IoResult {
     enum Kind { ok, would_block, eof, error } kind;
     std::size_t bytes = 0;
     int err = 0;  // errno when kind == error (ECONNRESET, EPIPE, ...)
+    // read_some, ok: the read took less than it asked for, so the socket
+    // held no more bytes at that moment (a stream socket hands over all it
+    // has, up to the size asked).
+    bool drained = false;
 };
 
 // One read() of up to `max` bytes into the buffer's writable end.

@@ -38,8 +38,10 @@ struct Loop {
     bool naive_et = false;  // teaching aid: one read per event, the classic ET bug
 };
 
+// EPOLLRDHUP: the event says when the peer has sent its FIN (on_readable
+// needs to know).
 std::uint32_t events_for(ladder::Want want) {
-    return EPOLLET | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
+    return EPOLLET | EPOLLRDHUP | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
 // [snip:epoll-ctl]
@@ -87,9 +89,15 @@ void on_accept(Loop& loop) {
     }
 }
 
-// ET reports a change, not a state: read until EAGAIN (or until the session
-// stops reading), or bytes already in the socket never wake us again.
-ladder::Want on_readable(Loop& loop, Conn& c) {
+// ET reports a change, not a state: read until the socket is empty (or
+// until the session stops reading), or bytes already in it never wake us
+// again. Empty means EAGAIN — or a short read: read() hands over all the
+// socket holds, so getting less than asked proves it empty, and any byte
+// arriving later is a change, a new edge. That saves the read that only
+// says EAGAIN: one system call in three per request. The exception is a FIN
+// that came with the bytes (`peer_closed`): it raises no edge of its own,
+// so read on to the end-of-file.
+ladder::Want on_readable(Loop& loop, Conn& c, bool peer_closed) {
     for (;;) {
         IoResult r = ladder::read_some(c.fd, c.session.input());
         if (r.kind == IoResult::eof)
@@ -98,6 +106,7 @@ ladder::Want on_readable(Loop& loop, Conn& c) {
             c.session.abort();
         ladder::Want want = c.answer(loop.timeouts);
         if (r.kind != IoResult::ok || !want.read || loop.naive_et) return want;
+        if (r.drained && !peer_closed) return want;
     }
 }
 // [/snip]
@@ -127,9 +136,11 @@ void run(Loop& loop) {
                 watch(loop, EPOLL_CTL_DEL, loop.listener.get(), 0);  // no new clients
                 watch(loop, EPOLL_CTL_DEL, fd, 0);  // it stays readable: stop watching
             } else if (Conn* c = loop.conns.find(fd)) {
-                ladder::Want want = (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                                        ? on_readable(loop, *c)
-                                        : on_writable(loop, *c);
+                std::uint32_t got = events[i].events;
+                ladder::Want want =
+                    (got & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                        ? on_readable(loop, *c, got & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                        : on_writable(loop, *c);
                 if (c->session.done())
                     close_conn(loop, *c);
                 else
