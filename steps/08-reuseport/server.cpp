@@ -42,8 +42,10 @@ struct Loop {
     ladder::Fd epoll;
 };
 
+// EPOLLRDHUP: the event says when the peer has sent its FIN (on_readable
+// needs to know).
 std::uint32_t events_for(ladder::Want want) {
-    return EPOLLET | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
+    return EPOLLET | EPOLLRDHUP | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
 // Tells the kernel what to watch on `fd`: EPOLL_CTL_ADD, _MOD or _DEL.
@@ -66,16 +68,6 @@ void rewatch(Loop& loop, Conn& c, ladder::Want want) {
 void close_conn(Loop& loop, Conn& c) {
     ladder::bump(loop.stats.counters().closed);
     loop.conns.remove(c);  // closing the socket also takes it off the epoll list
-}
-
-// Answers what has arrived, sends what the socket takes now, and says what
-// to wait for next. A write that would block leaves the rest for on_writable.
-ladder::Want answer(Loop& loop, Conn& c) {
-    c.session.process();
-    if (ladder::write_some(c.fd, c.session.output()).kind == IoResult::error)
-        c.session.abort();
-    c.deadline = loop.timeouts.deadline(Clock::now(), c.session.mid_request());
-    return c.session.want();
 }
 
 // Takes one client off the accept queue. False when the queue was empty.
@@ -101,21 +93,23 @@ void on_accept(Loop& loop) {
     }
 }
 
-// ET reports a change, not a state: read until EAGAIN (or until the session
-// stops reading), or bytes already in the socket never wake us again.
-ladder::Want on_readable(Loop& loop, Conn& c) {
+// ET reports a change, not a state: read until the socket is empty (or
+// until the session stops reading), as in step 06: EAGAIN, or a short read
+// unless the peer's FIN came with the bytes (`peer_closed`).
+ladder::Want on_readable(Loop& loop, Conn& c, bool peer_closed) {
     for (;;) {
         IoResult r = ladder::read_some(c.fd, c.session.input());
         if (r.kind == IoResult::eof)
             c.session.on_eof();
         else if (r.kind == IoResult::error)
             c.session.abort();
-        ladder::Want want = answer(loop, c);
+        ladder::Want want = c.answer(loop.timeouts);
         if (r.kind != IoResult::ok || !want.read) return want;
+        if (r.drained && !peer_closed) return want;
     }
 }
 
-ladder::Want on_writable(Loop& loop, Conn& c) { return answer(loop, c); }
+ladder::Want on_writable(Loop& loop, Conn& c) { return c.answer(loop.timeouts); }
 
 // The stop takes the clients already queued on this listener before it is
 // closed: their handshake is done and their request likely sent, and a
@@ -126,7 +120,7 @@ void take_the_queue(Loop& loop) {
     while (accept_one(loop)) {
     }
     loop.conns.for_each([&](Conn& c) {
-        ladder::Want want = on_readable(loop, c);
+        ladder::Want want = on_readable(loop, c, true);  // no event to say: read to EAGAIN
         if (c.session.done())
             close_conn(loop, c);
         else
@@ -157,9 +151,11 @@ void run(Loop& loop) {
                 watch(loop, EPOLL_CTL_DEL, loop.listener.get(), 0);  // no new clients
                 watch(loop, EPOLL_CTL_DEL, fd, 0);  // it stays readable: stop watching
             } else if (Conn* c = loop.conns.find(fd)) {
-                ladder::Want want = (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                                        ? on_readable(loop, *c)
-                                        : on_writable(loop, *c);
+                std::uint32_t got = events[i].events;
+                ladder::Want want =
+                    (got & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                        ? on_readable(loop, *c, got & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                        : on_writable(loop, *c);
                 if (c->session.done())
                     close_conn(loop, *c);
                 else

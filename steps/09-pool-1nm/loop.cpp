@@ -32,8 +32,10 @@ constexpr int kReadBudget = 4;   // reads (of up to 64 KiB) per connection per p
 constexpr long kTickMs = 1000;   // the timeout sweep, as in steps 03-06
 constexpr long kDrainTickMs = 100;  // while stopping: look at the drain often
 
+// EPOLLRDHUP: the event says when the peer has sent its FIN (on_readable
+// needs to know).
 std::uint32_t events_for(Want want) {
-    return EPOLLET | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
+    return EPOLLET | EPOLLRDHUP | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
 }  // namespace
@@ -155,15 +157,16 @@ void IoLoop::dispatch(const epoll_event* events, int ready) {
         // A deferred client is read below, in its turn.
         Conn* c = conns_.find(events[i].data.fd);
         if (c == nullptr || side_[c->fd.get()].deferred) continue;
-        bool in = events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR);
-        settle(*c, in ? on_readable(*c) : answer(*c));
+        std::uint32_t got = events[i].events;
+        bool closed = got & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+        settle(*c, (got & EPOLLIN) || closed ? on_readable(*c, closed) : answer(*c));
     }
     if (mail) on_mail();
     for (Ticket t : behind) {
         Conn* c = find(t);
         if (c == nullptr || !side_[t.fd].deferred) continue;
         side_[t.fd].deferred = false;
-        settle(*c, on_readable(*c));
+        settle(*c, on_readable(*c, true));  // no event to say: read to EAGAIN
     }
 }
 
@@ -234,13 +237,14 @@ void IoLoop::on_result(Result& result) {
     settle(*c, answer(*c));
 }
 
-// ET reports a change, not a state: read until EAGAIN, as in step 06 — but
-// at most kReadBudget reads per pass. A client that sends as fast as we read
+// ET reports a change, not a state: read until the socket is empty, as in
+// step 06 (EAGAIN, or a short read unless the peer's FIN came with the
+// bytes: `peer_closed`) — but at most kReadBudget reads per pass. A client that sends as fast as we read
 // never lets read() say EAGAIN, and every other connection of this loop
 // would wait behind it. Stopped early, no new edge will come for the bytes
 // still in the socket: the loop remembers the connection (deferred_) and
 // reads it again next pass, after everyone else.
-Want IoLoop::on_readable(Conn& c) {
+Want IoLoop::on_readable(Conn& c, bool peer_closed) {
     assert(in_loop_thread());
     for (int reads = 1;; ++reads) {
         IoResult r = ladder::read_some(c.fd, c.session.input());
@@ -250,6 +254,7 @@ Want IoLoop::on_readable(Conn& c) {
             c.session.abort();
         Want want = answer(c);
         if (r.kind != IoResult::ok || !want.read) return want;
+        if (r.drained && !peer_closed) return want;
         if (reads == kReadBudget) {
             side_[c.fd.get()].deferred = true;
             deferred_.push_back(ticket_of(c));

@@ -132,7 +132,7 @@ private:
     void adopt_now(ladder::Fd socket);
     void on_result(Result& result);
     bool offload(Ticket ticket, const ladder::SlowJob& job);
-    ladder::Want on_readable(ladder::Conn& c);
+    ladder::Want on_readable(ladder::Conn& c, bool peer_closed);
     ladder::Want answer(ladder::Conn& c);
     void resume_deferred();
     void settle(ladder::Conn& c, ladder::Want want);
