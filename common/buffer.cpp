@@ -13,20 +13,26 @@ void Buffer::consume(std::size_t n) noexcept {
 }
 
 std::span<char> Buffer::writable(std::size_t min) {
-    if (data_.size() - write_ < min) {
+    if (capacity_ - write_ < min) {
         std::size_t live = size();
         if (read_ > 0) {
-            std::memmove(data_.data(), data_.data() + read_, live);
+            std::memmove(data_.get(), data_.get() + read_, live);
             read_ = 0;
             write_ = live;
         }
-        if (data_.size() - write_ < min) data_.resize(std::max(2 * data_.size(), live + min));
+        if (capacity_ - write_ < min) {
+            std::size_t grown = std::max(2 * capacity_, live + min);
+            auto bigger = std::make_unique_for_overwrite<char[]>(grown);
+            if (live > 0) std::memcpy(bigger.get(), data_.get(), live);
+            data_ = std::move(bigger);
+            capacity_ = grown;
+        }
     }
-    return {data_.data() + write_, data_.size() - write_};
+    return {data_.get() + write_, capacity_ - write_};
 }
 
 void Buffer::commit(std::size_t n) noexcept {
-    assert(n <= data_.size() - write_);
+    assert(n <= capacity_ - write_);
     write_ += n;
 }
 

@@ -8,20 +8,22 @@
 // Readers look at readable() and consume(n); writers ask for writable(n),
 // fill some of it and commit(k). Consumed space is reclaimed by sliding the
 // readable bytes to the front before growing, so a connection that keeps
-// up uses one allocation for its lifetime.
+// up uses one allocation for its lifetime. The storage is not zero-filled:
+// a read asks for 64 KiB of room, and a short request must not make all 16
+// pages of it resident (measured: 64 KiB of RSS per keep-alive connection).
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string_view>
-#include <vector>
 
 namespace ladder {
 
 class Buffer {
 public:
     std::string_view readable() const noexcept {
-        return {data_.data() + read_, write_ - read_};
+        return {data_.get() + read_, write_ - read_};
     }
     std::size_t size() const noexcept { return write_ - read_; }
     bool empty() const noexcept { return read_ == write_; }
@@ -36,7 +38,8 @@ public:
     void append(std::string_view bytes);
 
 private:
-    std::vector<char> data_;
+    std::unique_ptr<char[]> data_;
+    std::size_t capacity_ = 0;
     std::size_t read_ = 0;
     std::size_t write_ = 0;
 };
