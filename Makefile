@@ -28,6 +28,7 @@ help:
 	@echo "  make build        build every step into build/bin/"
 	@echo "  make bench        every step under the same loads (~3 min): a table, results/*.csv, plots"
 	@echo "  make bench-full   every scenario, variant and reference server, 5 runs each (longer)"
+	@echo "  make hotpath      instructions and system calls per request of 06, 08, 09 and the floor"
 	@echo "  make notebooks    run notebooks/*.ipynb headless on results/*.csv; figures: results/figures/"
 	@echo "  make slides       the deck: build/slides/ladder.html (+ .pdf when Chromium is installed)"
 	@echo "  make deps         install the Debian packages the above need (as root)"
@@ -105,6 +106,14 @@ bench: build $(PY)
 bench-full: build $(PY)
 	@tools/deps.sh bench
 	@MPLBACKEND=Agg $(PY) tools/bench/bench.py --full $(BENCH_ARGS)
+
+# What one request costs, in figures that do not move with the machine's
+# noise: callgrind instructions and syscall counts (tools/profile/hotpath.py).
+HOTPATH_ARGS ?=
+.PHONY: hotpath
+hotpath: build $(PY)
+	@tools/deps.sh hotpath
+	@$(PY) tools/profile/hotpath.py $(HOTPATH_ARGS)
 
 # The learner's material. The notebooks read results/*.csv and never start a
 # server; the slides take code from snippet tags and docs/diffs/, and plots

@@ -3,6 +3,7 @@
 #   tools/deps.sh test       build + unit tests + pytest suite (which also executes
 #                            the notebooks and renders the slides: nbclient, Node.js)
 #   tools/deps.sh bench      build + plots (matplotlib) + strace
+#   tools/deps.sh hotpath    build + valgrind (callgrind), perf when present
 #   tools/deps.sh notebooks  build + nbclient, matplotlib, jupyter-nbconvert (HTML copies)
 #   tools/deps.sh slides     Node.js 18+ and npm, for Marp CLI (slides/package-lock.json)
 # As root: apt-get installs what is missing. Otherwise: prints the command
@@ -20,14 +21,17 @@ need=(cmake ninja-build g++ make doctest-dev python3-venv python3-pytest python3
 learn=(python3-matplotlib python3-nbclient python3-ipykernel)
 node=false
 case "${1:-test}" in
-  test) need+=("${learn[@]}"); node=true ;;
+  test) need+=("${learn[@]}" strace); node=true ;;
   bench) need+=(python3-matplotlib strace)
     # Reference rows when present, never required: wrk checks loadgen, nginx is a peer.
     { command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null ||
       echo "optional, for reference rows in make bench: apt-get install -y wrk nginx-light" >&2 ;;
+  hotpath) need+=(valgrind)
+    command -v perf >/dev/null ||
+      echo "optional, to count system calls without slowing the server: apt-get install -y linux-perf" >&2 ;;
   notebooks) need+=("${learn[@]}" jupyter-nbconvert) ;;
   slides) need=(); node=true ;;
-  *) echo "usage: tools/deps.sh test|bench|notebooks|slides" >&2; exit 2 ;;
+  *) echo "usage: tools/deps.sh test|bench|hotpath|notebooks|slides" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null; then

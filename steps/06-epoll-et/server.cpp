@@ -1,5 +1,5 @@
 // Step 06 — epoll, edge-triggered.
-// Adds:    EPOLLET; accept and read loops that drain to EAGAIN.
+// Adds:    EPOLLET; accept and read loops that drain the socket (EAGAIN or a short read).
 // Why:     one wake-up per readiness change: fewer epoll_wait returns.
 // Costs:   stop before EAGAIN and the connection stalls: no second edge (see --naive-et).
 // Observe: make step-06; make test-steps PYTEST_ARGS='-k "06 and drain"'
