@@ -28,6 +28,7 @@ help:
 	@echo "  make build        build every step into build/bin/"
 	@echo "  make bench        every step under the same loads (~3 min): a table, results/*.csv, plots"
 	@echo "  make bench-full   every scenario, variant and reference server, 5 runs each (longer)"
+	@echo "  make bench-targets the performance targets only: their cells, 5 runs of 1 s (~4 min)"
 	@echo "  make hotpath      instructions and system calls per request of 06, 08, 09 and the floor"
 	@echo "  make notebooks    run notebooks/*.ipynb headless on results/*.csv; figures: results/figures/"
 	@echo "  make slides       the deck: build/slides/ladder.html (+ .pdf when Chromium is installed)"
@@ -98,7 +99,7 @@ $(addprefix step-,$(NUMBERS)): step-%: build $(PY)
 # results/README.md. wrk and nginx add reference rows when installed.
 BENCH_ARGS ?=
 
-.PHONY: bench bench-full
+.PHONY: bench bench-full bench-targets
 bench: build $(PY)
 	@tools/deps.sh bench
 	@MPLBACKEND=Agg $(PY) tools/bench/bench.py $(BENCH_ARGS)
@@ -106,6 +107,10 @@ bench: build $(PY)
 bench-full: build $(PY)
 	@tools/deps.sh bench
 	@MPLBACKEND=Agg $(PY) tools/bench/bench.py --full $(BENCH_ARGS)
+
+bench-targets: build $(PY)
+	@tools/deps.sh bench
+	@MPLBACKEND=Agg $(PY) tools/bench/bench.py --set targets $(BENCH_ARGS)
 
 # What one request costs, in figures that do not move with the machine's
 # noise: callgrind instructions and syscall counts (tools/profile/hotpath.py).

@@ -23,6 +23,8 @@ node=false
 case "${1:-test}" in
   test) need+=("${learn[@]}" strace); node=true ;;
   bench) need+=(python3-matplotlib strace)
+    command -v perf >/dev/null ||
+      echo "optional, to count system calls without slowing the server: apt-get install -y linux-perf" >&2
     # Reference rows when present, never required: wrk checks loadgen, nginx is a peer.
     { command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null ||
       echo "optional, for reference rows in make bench: apt-get install -y wrk nginx-light" >&2 ;;

@@ -1,11 +1,14 @@
 """Smoke test of the bench runner (tools/bench): a tiny scenario against one
 or two steps for a few seconds. It checks the runner and its CSV — the schema
 and that the numbers are sane — never a timing: benchmarks write data, they
-do not pass or fail."""
+do not pass or fail. The targets table (issue #9) is checked on a committed
+fixture CSV (tests/fixtures/bench-targets.csv): its arithmetic, not its
+verdicts' meaning."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import platform
 import shutil
@@ -20,7 +23,10 @@ BENCH = ROOT / "tools" / "bench"
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tools" / "pylib"))
 
+import measure  # noqa: E402
 import report  # noqa: E402
+
+TARGETS_FIXTURE = ROOT / "tests" / "fixtures" / "bench-targets.csv"
 
 
 def pick_steps() -> list[str]:
@@ -70,7 +76,8 @@ def test_bench_writes_the_csv_schema(bench_run):
         for scenario in ("http-c1", "http-c50"):
             assert (f"step-{n}", scenario) in servers, f"no row for step-{n} {scenario}"
     assert "req/s" in stdout, "the terminal table is missing"
-    assert (out / "README.md").exists()
+    assert "Issue #9's targets" in stdout, "the targets are not printed"
+    assert "## Issue #9's targets" in (out / "README.md").read_text()
 
 
 def test_bench_numbers_are_sane(bench_run):
@@ -92,6 +99,7 @@ def test_bench_numbers_are_sane(bench_run):
         assert int(r["ctx_switches"]) >= 0
         assert 0 < float(r["wakeups_per_req"]) <= 2, where + "wakeups"
         assert int(r["connections"]) == (1 if r["scenario"] == "http-c1" else 50)
+        assert r["workers"] == "1", where + "05, 06 and the floor are one loop each"
         assert r["nproc"] == str(os.cpu_count()) and r["kernel"] == platform.release()
         assert r["commit"] and r["pinning"]
         assert float(r["foreign_cores"]) >= 0 and float(r["steal_pct"]) >= 0
@@ -99,13 +107,110 @@ def test_bench_numbers_are_sane(bench_run):
             assert '"requests"' in r["server_stats"], where + "server stats"
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+@pytest.mark.skipif(measure.syscall_method() is None,
+                    reason="neither perf tracepoints nor strace work here")
 def test_bench_counts_syscalls_per_request(bench_run):
     _, out, _ = bench_run
     _, rows = read(out / "smoke.csv")
-    rows = [r for r in rows if r["scenario"] == "http-c50"]  # the default set traces these
+    rows = [r for r in rows if r["scenario"] == "http-c50"]  # the default set counts these
     assert rows
     for r in rows:
         # At least a read and a write per request; far fewer than a hundred.
         assert 1.5 < float(r["syscalls_per_req"]) < 100, f"{r['server']}: {r['syscalls_top']}"
         assert "read" in r["syscalls_top"] or "recv" in r["syscalls_top"]
+        assert r["syscalls_method"] == measure.syscall_method()
+
+
+def test_targets_set_plans_every_target_cell():
+    if not (bin_dir() / "loadgen").exists():
+        pytest.skip(f"{bin_dir()}/loadgen is not built")
+    env = dict(os.environ, LADDER_BIN=str(bin_dir()))
+    out = subprocess.run([sys.executable, str(BENCH / "bench.py"), "--list", "--set", "targets",
+                          "--peers", "floor"], capture_output=True, text=True, timeout=60,
+                         env=env, cwd=ROOT).stdout
+    for scenario in ("http-c50", "http-c200", "echo-64", "echo-16k", "idle-15k"):
+        assert f"\n{scenario} " in out, out
+    assert "not a cell of issue #9's targets" in out
+
+
+def test_floor_echoes_every_byte():
+    floor = bin_dir() / "floor"
+    if not floor.exists() or not (bin_dir() / "loadgen").exists():
+        pytest.skip("floor or loadgen is not built")
+    server = subprocess.Popen([str(floor), "--port", "0", "--mode", "echo"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip().rsplit(":", 1)[1]
+        for size in ("64", "16384", "200000"):
+            lg = subprocess.run([str(bin_dir() / "loadgen"), "--port", port, "--mode", "echo",
+                                 "--size", size, "--connections", "4", "--requests", "400"],
+                                capture_output=True, text=True, timeout=60)
+            result = json.loads(lg.stdout)  # loadgen compares every echoed byte
+            assert result["requests"] >= 400 and not any(result["errors"].values()), lg.stdout
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+# --------------------------------------------------------------------------
+# Issue #9's targets, from the fixture CSV
+
+def fixture_rows() -> list[dict]:
+    return report.read_csv(TARGETS_FIXTURE)
+
+
+def by_ref(ts) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for t in ts:
+        out.setdefault(t.ref, []).append(t)
+    return out
+
+
+def test_targets_are_computed_from_the_rows():
+    rows = fixture_rows()
+    ts = report.targets(rows)
+    refs = by_ref(ts)
+    assert set(refs) == {"a", "b", "c", "d", "e"}
+    assert all(t.result in ("pass", "fail") for t in ts), [t for t in ts if t.value is None]
+    for t in ts:
+        assert t.result == ("pass" if (t.value <= float(t.limit.split()[1].rstrip("×"))
+                                       if t.limit.startswith("≤")
+                                       else t.value >= float(t.limit.split()[1].rstrip("×")))
+                            else "fail"), t
+    cell = {(r["server"], r["scenario"]): r for r in rows}
+    cpu = lambda s, sc: float(cell[(s, sc)]["cpu_us_per_req"])  # noqa: E731
+    # (a): the better of 08 and 09 over nginx, both at http-c50 and http-c200.
+    a50 = refs["a"][0]
+    assert a50.value == pytest.approx(min(cpu("step-08", "http-c50"), cpu("step-09", "http-c50"))
+                                      / cpu("nginx", "http-c50"))
+    # (c): messages per CPU-second, step 06 over the floor.
+    assert refs["c"][0].value == pytest.approx(cpu("floor", "echo-64") / cpu("step-06", "echo-64"))
+    # (d): per step, the req/s ratio is the target, the CPU ratio reported, RSS a target.
+    assert [t.role for t in refs["d"][:3]] == ["target", "reported", "target"]
+    base, idle = cell[("step-05", "http-c50")], cell[("step-05", "idle-15k")]
+    assert refs["d"][2].value == pytest.approx(
+        (float(idle["peak_rss_kib"]) - float(base["peak_rss_kib"])) / float(idle["idle_held"]))
+
+
+def test_targets_say_what_they_could_not_measure():
+    rows = [r for r in fixture_rows() if r["server"] != "nginx"]
+    a = by_ref(report.targets(rows))["a"]
+    assert [t.result for t in a] == ["not measured", "not measured"]
+    rows = [dict(r, workers="1") if r["server"] == "nginx" else r for r in fixture_rows()]
+    a = by_ref(report.targets(rows))["a"]
+    assert all(t.result == "not measured" and "worker counts differ" in t.measured for t in a)
+
+
+def test_targets_table_regenerates_from_a_csv(tmp_path):
+    pytest.importorskip("matplotlib")
+    csv_path = tmp_path / "fixture.csv"
+    shutil.copy(TARGETS_FIXTURE, csv_path)
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(BENCH / "plot.py"), str(csv_path)],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    summary = (tmp_path / "README.md").read_text()
+    assert "## Issue #9's targets" in summary
+    assert report.targets_table(fixture_rows()) in summary
+    paste = report.targets_markdown(fixture_rows())
+    assert paste.count("\n| (") == len(report.targets(fixture_rows()))

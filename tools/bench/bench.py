@@ -4,6 +4,7 @@ the same loads; a table in the terminal, results/<date>-<machine>.csv, plots.
 
     tools/bench/bench.py                   the default set (make bench, ~3 min)
     tools/bench/bench.py --full            everything (make bench-full)
+    tools/bench/bench.py --set targets     only issue #9's target cells, 5 runs of 1 s
     tools/bench/bench.py --steps 05,06 --scenarios http-c50,idle-5k --repeats 5
     tools/bench/bench.py --list            what would run, and what is skipped why
     tools/bench/plot.py results/X.csv      redraw the plots from a CSV
@@ -37,22 +38,37 @@ from ladder.server import bin_dir  # noqa: E402
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true",
-                   help="every scenario, variant and wrk comparison; longer, more repeats")
+    p.add_argument("--set", choices=sorted(sc.SETS), default=None,
+                   help="which cells: default (make bench), full (every scenario, variant "
+                        "and wrk comparison; longer, more repeats), targets (the cells of "
+                        "issue #9's targets; 5 runs of 1 s)")
+    p.add_argument("--full", action="store_true", help="the same as --set full")
     p.add_argument("--steps", help="only these step numbers, e.g. 05,06")
     p.add_argument("--scenarios", help=f"comma-separated, from: {', '.join(sc.BY_NAME)}")
     p.add_argument("--peers", default="floor,nginx",
                    help="reference servers when available: floor,nginx (or none)")
-    p.add_argument("--repeats", type=int, help="runs per cell (default 3; --full 5)")
-    p.add_argument("--duration", type=float, help="seconds per measured run (0.5; --full 2)")
-    p.add_argument("--warmup", type=float, help="seconds of load before each run (0.2; 0.5)")
+    p.add_argument("--loops", type=int, default=os.cpu_count() or 1,
+                   help="event loops of the multi-loop steps (08 --workers, 09 --io-threads) "
+                        "and nginx's worker_processes (default: nproc, %(default)s)")
+    p.add_argument("--repeats", type=int,
+                   help="runs per cell (default 3; --full and --set targets 5)")
+    p.add_argument("--duration", type=float,
+                   help="seconds per measured run (0.5; --full 2; --set targets 1)")
+    p.add_argument("--warmup", type=float,
+                   help="seconds of load before each run (0.2; --full 0.5; targets 0.3)")
     p.add_argument("--patience", type=float,
                    help="seconds to wait for a quiet machine before a run (3; --full 10)")
     p.add_argument("--retries", type=int, help="re-runs of a disturbed run (2; --full 3)")
     p.add_argument("--budget", type=float,
-                   help="seconds (default 160; --full: none): once the runs left would not "
-                        "fit, stop waiting for quiet and re-running disturbed runs")
-    p.add_argument("--no-strace", action="store_true", help="skip the syscalls-per-request pass")
+                   help="seconds (default 160; --full and --set targets: none): once the runs "
+                        "left would not fit, stop waiting for quiet and re-running disturbed "
+                        "runs")
+    p.add_argument("--syscalls", choices=("auto", "perf", "strace", "none"), default="auto",
+                   help="how the syscalls-per-request pass counts: perf tracepoints (~15 %% "
+                        "more server CPU), strace -c (slows the server ~10x); auto: perf when "
+                        "`perf stat -e raw_syscalls:sys_enter` works, else strace")
+    p.add_argument("--no-strace", action="store_true",
+                   help="skip the syscalls-per-request pass (the same as --syscalls none)")
     p.add_argument("--no-wrk", action="store_true", help="skip the loadgen-vs-wrk comparison")
     p.add_argument("--no-plot", action="store_true", help="CSV and table only")
     p.add_argument("--out", type=Path, default=ROOT / "results", help="results directory")
@@ -62,13 +78,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "step or a scenario to an earlier run)")
     p.add_argument("--list", action="store_true", help="print the plan and exit")
     args = p.parse_args(argv)
-    full = args.full
-    args.repeats = args.repeats or (5 if full else 3)
-    args.duration = args.duration or (2.0 if full else 0.5)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if full else 0.2)
+    if args.full and args.set not in (None, "full"):
+        p.error(f"--full and --set {args.set} disagree")
+    args.set = "full" if args.full else (args.set or "default")
+    args.full = full = args.set == "full"
+    targets = args.set == "targets"
+    if args.no_strace:
+        args.syscalls = "none"
+    if args.loops < 1:
+        p.error("--loops wants 1 or more")
+    args.repeats = args.repeats or (5 if full or targets else 3)
+    args.duration = args.duration or (2.0 if full else 1.0 if targets else 0.5)
+    args.warmup = args.warmup if args.warmup is not None else (
+        0.5 if full else 0.3 if targets else 0.2)
     args.patience = args.patience if args.patience is not None else (10.0 if full else 3.0)
     args.retries = args.retries if args.retries is not None else (3 if full else 2)
-    if args.budget is None and not full:
+    if args.budget is None and args.set == "default":
         args.budget = 160.0
     return args
 
@@ -87,18 +112,18 @@ def cpu_split() -> tuple[set[int] | None, set[int] | None, str]:
 
 def plan(args, contenders):
     names = [n.strip() for n in (args.scenarios or "").split(",") if n.strip()] or \
-            (sc.FULL_SET if args.full else sc.DEFAULT_SET)
+            sc.SETS[args.set]
     unknown = [n for n in names if n not in sc.BY_NAME]
     if unknown:
         sys.exit(f"bench: unknown scenario {', '.join(unknown)}; known: {', '.join(sc.BY_NAME)}")
     pool = any(c.caps.pool for c in contenders)
-    have_wrk = shutil.which("wrk") is not None and not args.no_wrk
+    have_wrk = shutil.which("wrk") is not None and not args.no_wrk and args.set != "targets"
     out = []
     for name in names:
         s = sc.BY_NAME[name]
         arms, skipped = [], []
         for c in contenders:
-            why = sc.applies(c, s, args.full, pool)
+            why = sc.applies(c, s, args.set, pool)
             if why:
                 skipped.append((c, why))
             else:
@@ -110,13 +135,19 @@ def plan(args, contenders):
     return out
 
 
-STRACE_WEIGHT = 1.5  # a strace pass, in plain runs
+PASS_WEIGHT = {"strace": 1.5, "perf": 2.0}  # a syscalls pass, in plain runs
 
 
 def run_weight(s: sc.Scenario) -> float:
     """A run's expected length in units of a plain run: idle crowds take time
     to open and to close."""
     return 1.1 + s.idle / 10_000
+
+
+def plain_run_seconds(cfg: measure.Config) -> float:
+    """A plain run's length without waiting for quiet: the load, its warm-up,
+    and starting and stopping the server (~0.2 s)."""
+    return cfg.duration + cfg.warmup + 0.2
 
 
 class Mean:
@@ -146,7 +177,7 @@ def main(argv: list[str]) -> int:
         return 2
     only = {n.strip() for n in args.steps.split(",")} if args.steps else None
     peers = {p.strip() for p in args.peers.split(",")} - {"none", ""}
-    contenders = sc.discover(bins, args.full, only, peers)
+    contenders = sc.discover(bins, args.full, only, peers, args.loops)
     if not any(c.kind == "step" for c in contenders):
         print(f"bench: no step binaries in {bins} (make build)", file=sys.stderr)
         return 2
@@ -154,14 +185,15 @@ def main(argv: list[str]) -> int:
     cfg = measure.Config(bins, args.duration, args.warmup, args.repeats, args.patience,
                          args.retries, server_cpus=server_cpus, load_cpus=load_cpus)
     todo = plan(args, contenders)
-    use_strace = shutil.which("strace") is not None and not args.no_strace
+    method = measure.syscall_method(args.syscalls)
+    pass_weight = PASS_WEIGHT.get(method or "", 0.0)
 
     in_c50 = {c.name for s, arms, _ in todo if s.name == "http-c50" for c, _ in arms}
 
     def traced(s, arms=None) -> list:
-        """The contenders of scenario s that get a strace pass: every one in the
-        full set; by default http-c50's, and http-c1's that http-c50 lacks (01)."""
-        if not use_strace or s.mix:  # the mix is open loop: no fixed request count
+        """The contenders of scenario s that get a syscalls pass: every one in the
+        full set; otherwise http-c50's, and http-c1's that http-c50 lacks (01)."""
+        if not method or s.mix:  # the mix is open loop: no fixed request count
             return []
         arms = arms if arms is not None else next(a for t, a, _ in todo if t is s)
         chosen = [c for c, k in arms if k == "loadgen"]
@@ -172,13 +204,23 @@ def main(argv: list[str]) -> int:
         return []
 
     if args.list:
+        print(f"set {args.set}: {cfg.repeats} runs of {cfg.duration:g} s (+{cfg.warmup:g} s "
+              f"warm-up) per cell; multi-loop steps and nginx: {args.loops} loops; "
+              f"syscalls: {method or 'not counted'}")
         for s, arms, skipped in todo:
             print(f"{s.name:12} {s.about}")
             print(f"{'':12} runs: {', '.join(f'{c.label}' + ('' if k == 'loadgen' else ' (wrk)') for c, k in arms)}"
-                  + (f"  + strace: {', '.join(c.label for c in traced(s))}"
+                  + (f"  + {method}: {', '.join(c.label for c in traced(s))}"
                      if traced(s) else ""))
             for why, names in group_skips(skipped):
                 print(f"{'':12} skips {names}: {why}")
+        units = sum(len(arms) * cfg.repeats * run_weight(s) + pass_weight * len(traced(s, arms))
+                    for s, arms, _ in todo)
+        runs = sum(len(arms) * cfg.repeats + len(traced(s, arms)) for s, arms, _ in todo)
+        print(f"about {units * plain_run_seconds(cfg):.0f} s for {runs} runs on a quiet "
+              f"machine ({plain_run_seconds(cfg):.1f} s a plain run), plus waiting for quiet "
+              f"and re-runs" + (f" (bounded by --budget {args.budget:g} s)" if args.budget
+                                else ""))
         return 0
 
     # Servers inherit this limit: 15,000 idle connections need the descriptors.
@@ -193,9 +235,10 @@ def main(argv: list[str]) -> int:
     csv_path = args.out / f"{stem}.csv"
     runs_path = args.out / f"{stem}-runs.csv"
     total = sum(len(arms) * cfg.repeats + len(traced(s, arms)) for s, arms, _ in todo)
-    print(f"bench: {len(todo)} scenarios, {total} runs of {cfg.duration:g} s "
+    print(f"bench: set {args.set}, {len(todo)} scenarios, {total} runs of {cfg.duration:g} s "
           f"(+{cfg.warmup:g} s warm-up), {cfg.repeats} per cell, servers alternated; "
-          f"{pinning}; commit {machine['commit']}")
+          f"{pinning}; {args.loops} loops for 08, 09 and nginx; syscalls by "
+          f"{method or 'nobody'}; commit {machine['commit']}")
     print(f"       a run waits up to {cfg.patience:g} s for a quiet machine (< {cfg.quiet_cores} "
           f"core foreign, < {cfg.quiet_steal:.0%} steal) and is re-run up to {cfg.retries}x "
           f"if disturbed")
@@ -204,9 +247,9 @@ def main(argv: list[str]) -> int:
     old_runs = report.read_csv(runs_path) if args.append and runs_path.exists() else []
     started = time.monotonic()
     seq, calm = 0, False  # calm: the last run was undisturbed, no need to wait for quiet
-    base = Mean(0.9)      # seconds a run takes without waiting for quiet
+    base = Mean(plain_run_seconds(cfg))  # seconds a run takes without waiting for quiet
     patience = copy.copy(cfg)  # the configured patience and retries, before the budget
-    work_left = sum(len(arms) * cfg.repeats * run_weight(s) + STRACE_WEIGHT * len(
+    work_left = sum(len(arms) * cfg.repeats * run_weight(s) + pass_weight * len(
         traced(s, arms)) for s, arms, _ in todo)
     cells: list[report.Cell] = []
     for s, arms, skipped in todo:
@@ -252,14 +295,14 @@ def main(argv: list[str]) -> int:
                 progress.finish_one()
         for c in traced(s, arms):
             cell = scenario_cells[(c.name, "loadgen")]
-            progress.step(f"{s.name} {c.label} strace")
-            work_left -= STRACE_WEIGHT
+            progress.step(f"{s.name} {c.label} {method}")
+            work_left -= pass_weight
             if not cell.failure:
                 try:
-                    cell.syscalls = measure.strace_pass(c, s, cfg)
+                    cell.syscalls = measure.syscalls_pass(method, c, s, cfg)
                 except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
                     cell.syscalls = None
-                    progress.say(f"  strace pass failed for {c.label}: {e}")
+                    progress.say(f"  {method} pass failed for {c.label}: {e}")
             progress.finish_one()
         for (name, client), cell in scenario_cells.items():
             if client == "wrk":
@@ -288,6 +331,9 @@ def main(argv: list[str]) -> int:
     print(f"bench: wrote {csv_path.relative_to(ROOT) if csv_path.is_relative_to(ROOT) else csv_path}"
           f" and {runs_path.name}")
     rows = report.read_csv(csv_path)
+    print("\nIssue #9's targets, from this CSV (report.targets):")
+    for line in report.targets_lines(rows):
+        print(line)
     pngs = []
     if not args.no_plot:
         try:

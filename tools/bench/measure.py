@@ -22,6 +22,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,12 +132,14 @@ class StepTarget(Target):
 
 
 class NginxTarget(Target):
-    """nginx from a config in a temp dir: one worker (the steps' loop count),
-    `return 200` with the steps' body, keep-alive that never runs out."""
+    """nginx from a config in a temp dir: `workers` worker processes (the
+    bench's --loops, the multi-loop steps' loop count), `return 200` with the
+    steps' body, keep-alive that never runs out. The master is pinned before
+    exec; its workers inherit the affinity (no worker_cpu_affinity here)."""
 
     CONF = """daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {nofile};
 pid {tmp}/nginx.pid;
 error_log stderr warn;
@@ -158,13 +161,13 @@ http {{
 }}
 """
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, workers: int = 1):
         self.tmp = tempfile.TemporaryDirectory(prefix="ladder-nginx-")
         self.port = free_port()
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         conf = Path(self.tmp.name) / "nginx.conf"
         conf.write_text(self.CONF.format(tmp=self.tmp.name, port=self.port, nofile=nofile,
-                                         conns=max(1024, nofile - 100)))
+                                         conns=max(1024, nofile - 100), workers=workers))
         self.err = open(Path(self.tmp.name) / "stderr", "w+")
         self.proc = subprocess.Popen(
             [sc.nginx_binary(), "-p", self.tmp.name, "-c", str(conf), "-e", "stderr"],
@@ -173,14 +176,18 @@ http {{
         self.pid = self.proc.pid
         deadline = time.monotonic() + 10
         while True:
+            # The master listens before it forks: wait for every worker too.
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
+                if len(procfs.descendants(self.pid)) >= 1 + workers:
+                    break
             except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"nginx did not start: {self.stderr()[-500:]}")
-                time.sleep(0.02)
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"nginx did not start {workers} workers: "
+                                   f"{self.stderr()[-500:]}")
+            time.sleep(0.02)
 
     def stderr(self) -> str:
         self.err.seek(0)
@@ -220,7 +227,23 @@ def free_port() -> int:
 
 
 def start_target(c: sc.Contender, mode: str, cfg: Config) -> Target:
-    return NginxTarget(cfg) if c.name == "nginx" else StepTarget(c, mode, cfg)
+    return NginxTarget(cfg, c.workers or 1) if c.name == "nginx" else StepTarget(c, mode, cfg)
+
+
+def pinning_problem(pid: int, cpus: set[int] | None) -> str:
+    """"" when every thread of pid's process tree may run only on cpus (the
+    server's half); otherwise which ones may run elsewhere."""
+    if not cpus:
+        return ""
+    wrong = []
+    for tid in sorted(procfs.tree_tids(pid)):
+        try:
+            got = os.sched_getaffinity(tid)
+        except OSError:
+            continue  # ended meanwhile
+        if got != cpus:
+            wrong.append(f"{tid} on cpus {','.join(map(str, sorted(got)))}")
+    return f"not pinned: {'; '.join(wrong[:3])}" if wrong else ""
 
 
 # --------------------------------------------------------------------------
@@ -396,6 +419,7 @@ class Run:
     quiet_wait: float = 0.0
     quiet_before: bool = True
     failure: str = ""
+    warning: str = ""     # kept, but worth a note (a server thread outside its CPUs)
     seq: int = 0          # position in the bench's sequence of runs
     started: float = 0.0  # seconds since the bench started
 
@@ -532,10 +556,12 @@ def measured(s: sc.Scenario, client: str, cfg: Config, target: Target,
         hwm = procfs.peak_rss_kib(target.pid)
     except (FileNotFoundError, ProcessLookupError):
         return Run(results, failure="the server died during the run")
+    pinned = pinning_problem(target.pid, cfg.server_cpus)
     stats_b = target.stats()
 
     run = Run(results)
     run.failure = "; ".join(l.failure for l in results if l.failure)
+    run.warning = pinned
     # The same threads throughout: their exact runtimes. Threads came or went
     # (a thread or process per connection): the tick-granular totals, which
     # keep what ended threads used.
@@ -560,27 +586,171 @@ def measured(s: sc.Scenario, client: str, cfg: Config, target: Target,
 
 
 # --------------------------------------------------------------------------
-# System calls per request, from a separate pass under strace -c -f
+# System calls per request, from a separate pass: perf's syscall tracepoints
+# (counted in the kernel: ~15 % more server CPU on the 2-core VM) or strace
+# -c -f (slows the server ~10x)
 
 MAX_TRACED_THREADS = 1000  # a thread per idle connection: attaching takes longer than it tells
 
+# The syscalls counted one by one (with perf; strace -c counts every one):
+# what a server does per request, the waits, and the per-connection rest.
+# The rest is in the total (raw_syscalls) only: perf takes ~40 ms per
+# tracepoint to let go of it when it stops, so the list stays short.
+PERF_SYSCALLS = ("read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto",
+                 "sendmsg", "epoll_wait", "epoll_pwait", "poll", "ppoll", "select",
+                 "accept4", "epoll_ctl", "close")
+TRACEFS = (Path("/sys/kernel/tracing/events/syscalls"),
+           Path("/sys/kernel/debug/tracing/events/syscalls"))
 
-def strace_pass(c: sc.Contender, s: sc.Scenario, cfg: Config) -> tuple[float, str] | None:
-    """(syscalls per request, the top ones "read 1.00 sendto 1.00 ...") for a
-    fixed number of requests with every server thread and process traced.
-    Tracing slows the server, so event batches grow: epoll_wait/poll counts
-    come out lower than untraced (the wakeups column is the untraced figure).
-    None when it could not be measured."""
-    requests = max(2000, 40 * s.connections) if not s.new_conn else 1000
+
+def perf_works(event: str = "raw_syscalls:sys_enter") -> bool:
+    """`perf stat -e EVENT true` counts something: perf is installed and the
+    kernel lets us use its tracepoints (hardware counters are not needed)."""
+    try:
+        r = subprocess.run(["perf", "stat", "-x,", "-e", event, "true"], capture_output=True,
+                           text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    counts = [line.split(",")[0] for line in r.stderr.splitlines() if event in line]
+    return r.returncode == 0 and any(c.isdigit() for c in counts)
+
+
+def syscall_method(wanted: str = "auto") -> str | None:
+    """"perf", "strace" or None (not counted): what wanted asks for, if it works."""
+    if wanted == "none":
+        return None
+    if wanted in ("auto", "perf") and shutil.which("perf") and perf_works():
+        return "perf"
+    if wanted in ("auto", "strace") and shutil.which("strace"):
+        return "strace"
+    return None
+
+
+_PERF_EVENTS: list[str] | None = None
+
+
+def perf_events() -> list[str]:
+    """raw_syscalls:sys_enter (every syscall) and the PERF_SYSCALLS tracepoints
+    this kernel has."""
+    global _PERF_EVENTS
+    if _PERF_EVENTS is None:
+        base = next((d for d in TRACEFS if d.is_dir()), None)
+        names = [n for n in PERF_SYSCALLS if base is None or (base / f"sys_enter_{n}").is_dir()]
+        events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{n}" for n in names]
+        if base is None and not perf_works(",".join(events)):
+            events = events[:1]  # tracefs unreadable and some name unknown: the total only
+        _PERF_EVENTS = events
+    return _PERF_EVENTS
+
+
+def parse_perf(text: str) -> tuple[int | None, dict[str, int]]:
+    """perf stat -x, output -> (every syscall, {syscall: calls})."""
+    total, calls = None, {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or not fields[0].strip().isdigit():
+            continue
+        count, event = int(fields[0]), fields[2]
+        if event == "raw_syscalls:sys_enter":
+            total = count
+        elif event.startswith("syscalls:sys_enter_"):
+            calls[event.removeprefix("syscalls:sys_enter_")] = count
+    return total, calls
+
+
+def syscalls_pass(method: str, c: sc.Contender, s: sc.Scenario,
+                  cfg: Config) -> tuple[float, str, str] | None:
+    """(syscalls per request, the ones that matter "read 1.00 sendto 1.00 ...",
+    method) for scenario s with every server thread and process counted.
+
+    perf: a warm-up, then tracepoint counts over a cfg.duration load (at
+    least 0.5 s); the server pays ~15 % more CPU for the tracepoints, so its
+    event batches stay close to the untraced ones. strace: a fixed number of
+    requests under strace -c -f; tracing slows the server, so event batches
+    grow and epoll_wait/poll, and the read that finds EAGAIN, come out lower
+    than untraced. None when it could not be measured."""
     target = start_target(c, s.mode, cfg)
-    holder = tracer = None
-    tmp = tempfile.TemporaryDirectory(prefix="ladder-strace-")
-    out, err = Path(tmp.name) / "summary", Path(tmp.name) / "stderr"
+    holder = None
     try:
         if s.idle:
             holder = hold_idle(cfg, target, s.idle)
         if procfs.tree_threads(target.pid) > MAX_TRACED_THREADS:
             return None
+        if method == "perf":
+            counted = perf_count(c, s, cfg, target)
+        else:
+            counted = strace_count(s, cfg, target)
+    finally:
+        if holder:
+            holder.stop()
+            holder.result(15)
+        try:
+            target.stop()
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pass
+        target.kill()
+    if counted is None:
+        return None
+    requests, total, calls = counted
+    if not requests or not total:
+        return None
+    top = sorted(((n, k) for n, k in calls.items() if k / requests >= 0.005),
+                 key=lambda kv: -kv[1])[:8 if method == "perf" else 4]
+    return (total / requests, " ".join(f"{name} {n / requests:.2f}" for name, n in top),
+            method)
+
+
+def perf_count(c: sc.Contender, s: sc.Scenario, cfg: Config,
+               target: Target) -> tuple[int, int, dict[str, int]] | None:
+    """(requests, syscalls, {syscall: calls}) over a timed load, counted by
+    perf stat on every process of the server (-p follows their threads, and
+    the threads and processes they start later: perf's counters inherit)."""
+    start_loadgen(cfg, target.port, s.loadgen_args(), cfg.warmup, s.path).result()
+    tmp = tempfile.TemporaryDirectory(prefix="ladder-perf-")
+    out = Path(tmp.name) / "counts"
+    perf = None
+    try:
+        pids = ",".join(str(p) for p in procfs.descendants(target.pid))
+        stats_a = target.stats()
+        perf = subprocess.Popen(["perf", "stat", "-x,", "-e", ",".join(perf_events()),
+                                 "-p", pids, "-o", str(out)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, preexec_fn=pin(cfg.load_cpus))
+        time.sleep(0.2)  # attached (~40 ms): the server is idle meanwhile, nothing is lost
+        if perf.poll() is not None:
+            raise RuntimeError(f"perf stat: {perf.stderr.read().strip()[-200:]}")
+        lg = start_loadgen(cfg, target.port, s.loadgen_args(), max(0.5, cfg.duration),
+                           s.path).result(60)
+        perf.send_signal(signal.SIGINT)  # perf stat prints its counts and exits
+        perf.wait(30)
+        stats_b = target.stats()
+        text = out.read_text() if out.exists() else ""
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        if perf and perf.poll() is None:
+            perf.kill()
+            perf.wait()
+        tmp.cleanup()
+    # The server's own count when it has one (exact, whatever loadgen had in
+    # flight at its end; the /stats request itself is one more); else loadgen's.
+    served = stats_delta(stats_a, stats_b, "requests")
+    requests = served - 1 if served and c.caps.stats and s.mode == "http" else lg.requests
+    total, calls = parse_perf(text)
+    if total is None:
+        return None
+    return requests, total, calls
+
+
+def strace_count(s: sc.Scenario, cfg: Config,
+                 target: Target) -> tuple[int, int, dict[str, int]] | None:
+    """(requests, syscalls, {syscall: calls}) for a fixed number of requests
+    under strace -c -f."""
+    requests = max(2000, 40 * s.connections) if not s.new_conn else 1000
+    tracer = None
+    tmp = tempfile.TemporaryDirectory(prefix="ladder-strace-")
+    out, err = Path(tmp.name) / "summary", Path(tmp.name) / "stderr"
+    try:
         pids = ",".join(str(p) for p in procfs.descendants(target.pid))
         with open(err, "w") as errf:  # a file: a pipe could fill with attach lines and stall strace
             tracer = subprocess.Popen(["strace", "-c", "-f", "-p", pids, "-o", str(out)],
@@ -604,21 +774,9 @@ def strace_pass(c: sc.Contender, s: sc.Scenario, cfg: Config) -> tuple[float, st
         if tracer and tracer.poll() is None:
             tracer.kill()  # its tracees are detached by the kernel
             tracer.wait()
-        if holder:
-            holder.stop()
-            holder.result(15)
-        try:
-            target.stop()
-        except (RuntimeError, subprocess.TimeoutExpired):
-            pass
-        target.kill()
         tmp.cleanup()
     calls = parse_strace(text)
-    if not lg.requests or not calls:
-        return None
-    total = sum(calls.values())
-    top = sorted(calls.items(), key=lambda kv: -kv[1])[:4]
-    return total / lg.requests, " ".join(f"{name} {n / lg.requests:.2f}" for name, n in top)
+    return lg.requests, sum(calls.values()), calls
 
 
 def parse_strace(text: str) -> dict[str, int]:

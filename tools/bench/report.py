@@ -14,21 +14,25 @@ import sys
 import time
 from pathlib import Path
 
-import scenarios as sc
-from measure import Config, Run
+if __name__ == "__main__":  # run as a script: the bench's modules and tools/pylib
+    sys.path[:0] = [str(Path(__file__).resolve().parent),
+                    str(Path(__file__).resolve().parents[2] / "tools" / "pylib")]
+
+import scenarios as sc  # noqa: E402
+from measure import Config, Run  # noqa: E402
 
 # The CSV's columns, in order (tools/bench/README.md says what each means).
 MACHINE = ["date", "machine", "nproc", "kernel", "cpu", "compiler", "build_type", "commit",
            "pinning"]
-WHAT = ["server", "step", "variant", "kind", "scenario", "mode", "client", "path", "size",
-        "connections", "idle", "new_conn", "loop", "rate"]
+WHAT = ["server", "step", "variant", "kind", "workers", "scenario", "mode", "client", "path",
+        "size", "connections", "idle", "new_conn", "loop", "rate"]
 RESULT = ["duration_s", "warmup_s", "runs", "rejected", "disturbed",
           "requests", "rps", "rps_min", "rps_max",
           "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
           "errors", "error_kinds", "idle_held",
           "cpu_s", "cpu_us_per_req", "cpu_us_per_req_min", "cpu_us_per_req_max", "load_cpu_s",
           "peak_rss_kib", "threads", "ctx_switches", "ctx_per_req",
-          "wakeups", "wakeups_per_req", "syscalls_per_req", "syscalls_top",
+          "wakeups", "wakeups_per_req", "syscalls_per_req", "syscalls_top", "syscalls_method",
           "loadgen_vs_wrk", "foreign_cores", "steal_pct", "server_stats", "note"]
 COLUMNS = MACHINE + WHAT + RESULT
 RUN_COLUMNS = ["date", "commit", "server", "scenario", "client", "path", "seq", "t_s", "kept",
@@ -88,7 +92,7 @@ class Cell:
     runs: list[Run] = dataclasses.field(default_factory=list)    # kept
     dropped: list[Run] = dataclasses.field(default_factory=list)  # rejected as disturbed
     failure: str = ""          # set when the server cannot run this at all
-    syscalls: tuple[float, str] | None = None
+    syscalls: tuple[float, str, str] | None = None  # per request, the top ones, method
     vs_wrk: float | None = None
 
     @property
@@ -106,13 +110,15 @@ class Cell:
         for i, path in enumerate(paths):
             row = dict(machine)
             row.update(server=c.label, step=c.step, variant=c.variant, kind=c.kind,
-                       scenario=s.name, mode=s.mode, client=self.client, path=path,
+                       workers=c.workers if c.workers is not None else "", scenario=s.name,
+                       mode=s.mode, client=self.client, path=path,
                        size=s.size or "", connections=s.connections, idle=s.idle,
                        new_conn=int(s.new_conn), warmup_s=cfg.warmup,
                        runs=len(self.runs), rejected=len(self.dropped),
                        disturbed=sum(r.disturbed(cfg) for r in self.runs))
             loads = [r.loads[i] for r in good]
-            notes = [self.failure] + [r.failure for r in self.runs if r.failure]
+            notes = [self.failure] + [r.failure for r in self.runs if r.failure] + \
+                [r.warning for r in self.runs if r.warning]
             if not loads:
                 row["note"] = "; ".join(dict.fromkeys(n for n in notes if n))[:300]
                 out.append(row)
@@ -152,7 +158,7 @@ class Cell:
                            cpu_us_per_req_max=fmt(max(v for v in cpu if v is not None), 2))
             if self.syscalls and i == 0:
                 row.update(syscalls_per_req=round(self.syscalls[0], 2),
-                           syscalls_top=self.syscalls[1])
+                           syscalls_top=self.syscalls[1], syscalls_method=self.syscalls[2])
             if self.vs_wrk is not None:
                 row["loadgen_vs_wrk"] = round(self.vs_wrk, 3)
             out.append(row)
@@ -408,6 +414,11 @@ def summary_markdown(rows: list[dict], csv_name: str, machine: dict, pngs: list[
         markdown_summary(rows),
         "",
     ]
+    parts += ["## Issue #9's targets", "",
+              "Computed from this CSV by `report.targets` (tools/bench/README.md, \"Targets\"): "
+              "ratios of medians within one run, with the ratio over the runs' extremes; "
+              "*reported* lines stand beside a target and are not judged.", "",
+              targets_table(rows), ""]
     idle = idle_markdown(rows)
     if idle:
         parts += ["Idle scaling (50 active connections; req/s and server CPU µs/request):",
@@ -419,3 +430,306 @@ def summary_markdown(rows: list[dict], csv_name: str, machine: dict, pngs: list[
     for png in pngs:
         parts += [f"![{png.stem}]({png.name})", ""]
     return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# Issue #9's targets, computed from a CSV's rows (a fresh run's, or a
+# committed one: tools/bench/plot.py CSV regenerates the table).
+
+TARGET_LIMITS = {
+    "a": 0.85,   # best 2-worker step's CPU µs/req over nginx's (same workers), at most
+    "b": 1.05,   # step 06's CPU µs/req over the floor's, at most
+    "c": 0.95,   # step 06's echo messages per CPU-second over the floor's, at least
+    "d": 0.90,   # throughput with 15k idle over without, at least
+    "d_rss": 4.0,  # KiB of resident memory per idle connection, at most
+    "e": 2.02,   # syscalls per request besides the event wait: a read and a write, at most
+}
+# The event waits, whose share per request is amortised over the events a wait returns.
+WAIT_SYSCALLS = ("epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select",
+                 "pselect6", "io_uring_enter")
+
+
+@dataclasses.dataclass
+class Target:
+    """One line of the targets table."""
+
+    ref: str               # the issue's bullet: a, b, c, d, e
+    what: str              # the comparison, in words
+    measured: str          # the figure, and what it was computed from
+    limit: str             # "≤ 0.85×"
+    result: str            # "pass", "fail", "not measured"
+    role: str = "target"   # "target": judged; "reported": shown beside a target, not judged
+    value: float | None = None
+
+    @property
+    def figure(self) -> str:
+        """The measured figure alone ("0.83×"), or why there is none."""
+        return self.measured.split(" (", 1)[0] if self.value is not None else self.measured
+
+    @property
+    def detail(self) -> str:
+        """What the figure was computed from."""
+        if self.value is None or " (" not in self.measured:
+            return ""
+        return self.measured.split(" (", 1)[1].removesuffix(")")
+
+    @property
+    def shown_result(self) -> str:
+        if self.role == "target" or self.result == "not measured":
+            return self.result
+        return {"pass": "within (reported)", "fail": "over (reported)"}[self.result]
+
+
+def _num(row: dict | None, key: str) -> float | None:
+    try:
+        return float(row[key]) if row is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _measured_cells(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """{(server, scenario): row} of the loadgen rows that measured something."""
+    out = {}
+    for r in rows:
+        if r.get("client") == "loadgen" and r.get("path", "/hello") in ("/hello", "") \
+                and _num(r, "rps") is not None and _num(r, "cpu_us_per_req") is not None:
+            out[(r["server"], r["scenario"])] = r
+    return out
+
+
+def _spread(a: dict, b: dict, key: str, invert: bool = False) -> str:
+    """The ratio a/b over the runs' extremes: "0.81–0.93"."""
+    a_lo, a_hi, b_lo, b_hi = (_num(a, f"{key}_min"), _num(a, f"{key}_max"),
+                              _num(b, f"{key}_min"), _num(b, f"{key}_max"))
+    if None in (a_lo, a_hi, b_lo, b_hi) or not (a_lo and b_lo):
+        return ""
+    lo, hi = a_lo / b_hi, a_hi / b_lo
+    if invert:
+        lo, hi = 1 / hi, 1 / lo
+    return f"runs {lo:.2f}–{hi:.2f}"
+
+
+def _workers(row: dict) -> str:
+    return str(row.get("workers") or "")
+
+
+def _judge(value: float, limit: float, at_most: bool) -> str:
+    return "pass" if (value <= limit if at_most else value >= limit) else "fail"
+
+
+def targets(rows: list[dict]) -> list[Target]:
+    """Every target of issue #9 the bench can measure, from a CSV's rows:
+    the measured value, the limit, pass / fail / not measured. Ratios are of
+    medians within the rows given (one bench run: the servers alternated);
+    "runs lo–hi" is the same ratio over the runs' extremes."""
+    cells = _measured_cells(rows)
+    out: list[Target] = []
+    lim = TARGET_LIMITS
+
+    # (a) the best step with N workers (08 or 09) against nginx with N workers.
+    for scenario in ("http-c50", "http-c200"):
+        what = f"{scenario}: best of step-08/09 ÷ nginx, server CPU µs/request (same workers)"
+        limit = f"≤ {lim['a']:.2f}×"
+        nginx = cells.get(("nginx", scenario))
+        steps = [cells[k] for k in (("step-08", scenario), ("step-09", scenario)) if k in cells]
+        if not nginx or not steps:
+            missing = ", ".join(n for n, got in (("nginx", nginx), ("step-08/09", steps))
+                                if not got)
+            out.append(Target("a", what, f"no {missing} row here", limit, "not measured"))
+            continue
+        same = [r for r in steps if _workers(r) == _workers(nginx)]
+        if not same:
+            out.append(Target("a", what, "worker counts differ: nginx " + _workers(nginx) +
+                              ", " + ", ".join(f"{r['server']} {_workers(r)}" for r in steps),
+                              limit, "not measured"))
+            continue
+        best = min(same, key=lambda r: _num(r, "cpu_us_per_req"))
+        value = _num(best, "cpu_us_per_req") / _num(nginx, "cpu_us_per_req")
+        workers = (f"{_workers(nginx)} workers each" if _workers(nginx)
+                   else "worker counts not recorded")
+        detail = ", ".join(x for x in (_spread(best, nginx, "cpu_us_per_req"), workers) if x)
+        out.append(Target("a", what, f"{value:.2f}× ({best['server']} "
+                                     f"{best['cpu_us_per_req']} µs, nginx "
+                                     f"{nginx['cpu_us_per_req']} µs; {detail})",
+                          limit, _judge(value, lim["a"], True), value=value))
+
+    # (b) step 06 against the hand-written floor: http-c50 judged, c200 reported.
+    for scenario, role in (("http-c50", "target"), ("http-c200", "reported")):
+        what = f"{scenario}: step-06 ÷ floor, server CPU µs/request"
+        limit = f"≤ {lim['b']:.2f}×"
+        step, floor = cells.get(("step-06", scenario)), cells.get(("floor", scenario))
+        if not step or not floor:
+            out.append(Target("b", what, "no step-06 or floor row here", limit,
+                              "not measured", role))
+            continue
+        value = _num(step, "cpu_us_per_req") / _num(floor, "cpu_us_per_req")
+        detail = _spread(step, floor, "cpu_us_per_req")
+        out.append(Target("b", what, f"{value:.2f}× (step-06 {step['cpu_us_per_req']} µs, "
+                                     f"floor {floor['cpu_us_per_req']} µs"
+                                     + (f"; {detail})" if detail else ")"),
+                          limit, _judge(value, lim["b"], True), role, value))
+
+    # (c) echo ping-pong: step 06's messages per CPU-second over the floor's.
+    for scenario in ("echo-64", "echo-16k"):
+        what = f"{scenario}: step-06 ÷ floor, echo messages per server CPU-second"
+        limit = f"≥ {lim['c']:.2f}×"
+        step, floor = cells.get(("step-06", scenario)), cells.get(("floor", scenario))
+        if not step or not floor:
+            out.append(Target("c", what, "no step-06 or floor row here", limit,
+                              "not measured"))
+            continue
+        value = _num(floor, "cpu_us_per_req") / _num(step, "cpu_us_per_req")
+        detail = _spread(step, floor, "cpu_us_per_req", invert=True)
+        out.append(Target("c", what, f"{value:.2f}× (step-06 "
+                                     f"{human(1e6 / _num(step, 'cpu_us_per_req'))}, floor "
+                                     f"{human(1e6 / _num(floor, 'cpu_us_per_req'))} msg/CPU-s"
+                                     + (f"; {detail})" if detail else ")"),
+                          limit, _judge(value, lim["c"], False), value=value))
+
+    # (d) C10K: 15,000 idle beside 50 active connections, against none.
+    for n in ("05", "06", "08", "09"):
+        server = f"step-{n}"
+        base, idle = cells.get((server, "http-c50")), cells.get((server, "idle-15k"))
+        what_rps = f"C10K {server}: req/s with 15k idle ÷ without (http-c50)"
+        what_cpu = f"C10K {server}: requests per CPU-second with 15k idle ÷ without (steadier)"
+        what_rss = f"C10K {server}: resident memory per idle connection"
+        limit = f"≥ {lim['d']:.2f}×"
+        limit_rss = f"≤ {lim['d_rss']:g} KiB"
+        if not base or not idle:
+            missing = "http-c50" if not base else "idle-15k"
+            for what, role, lm in ((what_rps, "target", limit), (what_cpu, "reported", limit),
+                                   (what_rss, "target", limit_rss)):
+                out.append(Target("d", what, f"no {missing} row here", lm, "not measured",
+                                  role))
+            continue
+        held = _num(idle, "idle_held")
+        wanted = int(_num(idle, "idle") or 15000)
+        short = held is not None and held < 0.99 * wanted
+        held_note = f"; held {held:,.0f} of {wanted:,} idle" if short else ""
+        value = _num(idle, "rps") / _num(base, "rps")
+        detail = _spread(idle, base, "rps")
+        out.append(Target("d", what_rps, f"{value:.2f}× ({human(_num(idle, 'rps'))} / "
+                                         f"{human(_num(base, 'rps'))} req/s"
+                                         + (f"; {detail}" if detail else "") + held_note + ")",
+                          limit, "fail" if short else _judge(value, lim["d"], False),
+                          value=value))
+        value = _num(base, "cpu_us_per_req") / _num(idle, "cpu_us_per_req")
+        detail = _spread(idle, base, "cpu_us_per_req", invert=True)
+        out.append(Target("d", what_cpu, f"{value:.2f}× ({base['cpu_us_per_req']} → "
+                                         f"{idle['cpu_us_per_req']} µs/request"
+                                         + (f"; {detail}" if detail else "") + ")",
+                          limit, _judge(value, lim["d"], False), "reported", value))
+        rss_b, rss_i = _num(base, "peak_rss_kib"), _num(idle, "peak_rss_kib")
+        count = held if held else None
+        if rss_b is None or rss_i is None or not count:
+            out.append(Target("d", what_rss, "no peak RSS or idle count", limit_rss,
+                              "not measured"))
+            continue
+        value = (rss_i - rss_b) / count
+        out.append(Target("d", what_rss, f"{value:.2f} KiB (peak RSS {rss_i / 1024:.1f} MiB "
+                                         f"with {count:,.0f} idle − {rss_b / 1024:.1f} MiB "
+                                         f"without; user space only, not socket buffers)",
+                          limit_rss, "fail" if short else _judge(value, lim["d_rss"], True),
+                          value=value))
+
+    # (e) syscalls per request beyond the read, the write and a share of the wait.
+    for n in ("06", "08", "09"):
+        server = f"step-{n}"
+        what = f"http-c50 {server}: syscalls per request besides the event wait"
+        limit = f"≤ {lim['e']:.2f}"
+        r = cells.get((server, "http-c50"))
+        total = _num(r, "syscalls_per_req")
+        if total is None:
+            out.append(Target("e", what, "no syscalls pass here", limit, "not measured"))
+            continue
+        words = (r.get("syscalls_top") or "").split()
+        parts = {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+        waits = sum(v for k, v in parts.items() if k in WAIT_SYSCALLS)
+        value = total - waits
+        # strace's short pass is not judged: it slows the server (fewer waits and
+        # EAGAIN reads) and amortises 50 accepts and closes over 2,000 requests.
+        method = r.get("syscalls_method") or "strace"
+        caveat = "" if method == "perf" else "; strace: slowed, and a short pass"
+        out.append(Target("e", what, f"{value:.2f} ({method}: {total:.2f} in all, "
+                                     f"{waits:.2f} waits; {r.get('syscalls_top')}{caveat})",
+                          limit, _judge(value, lim["e"], True),
+                          "target" if method == "perf" else "reported", value))
+    return out
+
+
+def _tally(ts: list[Target]) -> str:
+    judged = [t for t in ts if t.role == "target"]
+    counts = {k: sum(t.result == k for t in judged) for k in ("pass", "fail", "not measured")}
+    text = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing measured"
+    if counts["not measured"]:
+        text += " (every target's cells: `tools/bench/bench.py --set targets`)"
+    return text
+
+
+def targets_table(rows: list[dict]) -> str:
+    """The targets as a Markdown table, for results/README.md."""
+    ts = targets(rows)
+    lines = ["| | what | measured | limit | result | from |", "|---|---|---:|---|---|---|"]
+    for t in ts:
+        result = f"**{t.result}**" if t.role == "target" and t.result != "not measured" \
+            else t.shown_result
+        lines.append(f"| {t.ref} | {t.what} | {t.figure} | {t.limit} | {result} | "
+                     f"{t.detail} |")
+    return "\n".join(lines) + f"\n\nTargets: {_tally(ts)}."
+
+
+def targets_markdown(rows: list[dict]) -> str:
+    """A short block for the top README: where the figures come from, and one
+    line per target (value, limit, result)."""
+    ts = targets(rows)
+    r = rows[0] if rows else {}
+    commits = ", ".join(f"`{c}`" for c in dict.fromkeys(x.get("commit", "") for x in rows))
+    lines = [f"Issue #9's targets, measured by the bench on {r.get('date', '?')} "
+             f"(`{r.get('machine', '?')}`, {r.get('nproc', '?')} CPUs, commit {commits or '?'}; "
+             f"pinning: {r.get('pinning', '?')}): {_tally(ts)}. What each figure is computed "
+             "from, and its spread over the runs: [results/README.md](results/README.md); the "
+             "method: [tools/bench/README.md](tools/bench/README.md#targets-issue-9).", "",
+             "| target | measured | limit | result |", "|---|---:|---:|---|"]
+    for t in ts:
+        lines.append(f"| ({t.ref}) {t.what} | {t.figure} | {t.limit} | {t.shown_result} |")
+    return "\n".join(lines)
+
+
+def targets_lines(rows: list[dict]) -> list[str]:
+    """The targets for the terminal."""
+    ts = targets(rows)
+    out = []
+    for t in ts:
+        if t.value is None:
+            continue
+        result = t.result.upper() if t.role == "target" else t.shown_result
+        out.append(f"  ({t.ref}) {result:17} {t.figure + ' ' + t.limit:16} {t.what}")
+        out.append(f"      {'':17} {'':16} {t.detail}")
+    missing = [t for t in ts if t.value is None]
+    if missing:  # one line: a narrow run measures few targets
+        out.append("  not measured here: " + "; ".join(dict.fromkeys(
+            f"({t.ref}) {t.what.split(':')[0]}" for t in missing)))
+    out.append(f"  targets: {_tally(ts)}")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """report.py CSV [--table | --lines]: issue #9's targets from a bench CSV;
+    by default the block for the top README (targets_markdown)."""
+    import argparse
+    p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    p.add_argument("csv", type=Path)
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--table", action="store_true", help="results/README.md's table")
+    how.add_argument("--lines", action="store_true", help="the terminal's lines")
+    args = p.parse_args(argv)
+    rows = read_csv(args.csv)
+    if args.lines:
+        print("\n".join(targets_lines(rows)))
+    else:
+        print(targets_table(rows) if args.table else targets_markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

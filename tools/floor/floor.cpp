@@ -6,6 +6,7 @@
 //   build/bin/floor --port 0      prints: listening on 127.0.0.1:PORT
 //   GET / or /hello   the steps' exact bytes; GET /stats   the counters, JSON
 //   anything else     404 (unknown GET path) or 400 and close (not a GET)
+//   --mode echo       every byte read goes back (the steps' echo mode)
 //   SIGINT/SIGTERM    print the counters on stdout, exit 0
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -48,8 +49,9 @@ struct Conn {
 };
 
 struct Stats {
-    unsigned long long accepted = 0, requests = 0, wakeups = 0;
+    unsigned long long accepted = 0, requests = 0, wakeups = 0;  // echo: requests = reads echoed
 } stats;
+bool echo_mode = false;
 
 [[noreturn]] void die(const char* call) {
     std::fprintf(stderr, "floor: %s: %s\n", call, std::strerror(errno));
@@ -59,9 +61,9 @@ struct Stats {
 std::string stats_json() {
     char buf[160];
     std::snprintf(buf, sizeof buf,
-                  "{\"step\":\"floor\",\"mode\":\"http\",\"accepted\":%llu,\"requests\":%llu,"
+                  "{\"step\":\"floor\",\"mode\":\"%s\",\"accepted\":%llu,\"requests\":%llu,"
                   "\"wakeups\":%llu}",
-                  stats.accepted, stats.requests, stats.wakeups);
+                  echo_mode ? "echo" : "http", stats.accepted, stats.requests, stats.wakeups);
     return buf;
 }
 
@@ -130,13 +132,15 @@ bool flush(Conn& c) {
 }
 
 // Edge-triggered: read until EAGAIN, or no new edge ever comes for what is left.
-bool on_readable(Conn& c) {
+// A short read means the socket is empty, unless the peer's FIN is already in
+// (hup): then read on, to the EOF, since no later edge will announce it.
+bool on_readable(Conn& c, bool hup) {
     char buf[65536];
     for (;;) {
         ssize_t n = ::read(c.fd, buf, sizeof buf);
         if (n > 0) {
             c.in.append(buf, std::size_t(n));
-            if (std::size_t(n) < sizeof buf) break;  // a short read: the socket is empty
+            if (std::size_t(n) < sizeof buf && !hup) break;  // a short read: the socket is empty
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -151,6 +155,33 @@ bool on_readable(Conn& c) {
     return flush(c);
 }
 
+// Echo, on any event: first send what the socket did not take last time;
+// only when that is all gone, read until a short read (or EAGAIN) and send
+// each chunk straight back. What send leaves over waits in c.out for
+// EPOLLOUT, and nothing more is read meanwhile: TCP's flow control holds a
+// client that does not read, and the bytes still in the socket are read
+// when EPOLLOUT brings us back here (no EPOLLIN edge will come for them).
+bool on_echo(Conn& c, bool hup) {
+    if (!flush(c)) return false;
+    char buf[65536];
+    while (c.out.empty()) {
+        ssize_t n = ::read(c.fd, buf, sizeof buf);
+        if (n > 0) {
+            ++stats.requests;
+            ssize_t sent = ::send(c.fd, buf, std::size_t(n), MSG_NOSIGNAL);
+            if (sent < 0 && errno != EAGAIN && errno != EINTR) return false;
+            sent = std::max<ssize_t>(sent, 0);
+            if (sent < n) c.out.append(buf + sent, std::size_t(n - sent));
+            if (std::size_t(n) < sizeof buf && !hup) break;  // a short read: the socket is empty
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) break;
+        return false;  // EOF or an error: nothing more to echo
+    }
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,18 +190,21 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
         if (arg == "--help") {
-            std::puts("usage: floor [--host ADDR] [--port N]\n"
-                      "  the bench's reference: one epoll thread, GET /hello only");
+            std::puts("usage: floor [--host ADDR] [--port N] [--mode http|echo]\n"
+                      "  the bench's reference: one epoll thread, GET /hello (or echo) only");
             return 0;
         } else if (arg == "--host" && i + 1 < argc) {
             host = argv[++i];
         } else if (arg == "--port" && i + 1 < argc) {
             port = std::atoi(argv[++i]);
-        } else if (arg == "--mode" && i + 1 < argc && std::string_view(argv[i + 1]) == "http") {
-            ++i;
+        } else if (arg == "--mode" && i + 1 < argc &&
+                   (std::string_view(argv[i + 1]) == "http" ||
+                    std::string_view(argv[i + 1]) == "echo")) {
+            echo_mode = std::string_view(argv[++i]) == "echo";
         } else {
             std::fprintf(stderr, "floor: unknown or incomplete flag %s\n"
-                                 "usage: floor [--host ADDR] [--port N]\n", argv[i]);
+                                 "usage: floor [--host ADDR] [--port N] [--mode http|echo]\n",
+                         argv[i]);
             return 2;
         }
     }
@@ -254,8 +288,11 @@ int main(int argc, char** argv) {
                 }
             } else if (Conn* c = conns[std::size_t(fd)].get()) {
                 bool alive = true;
-                if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
-                    alive = on_readable(*c);
+                bool hup = events[i].events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP);
+                if (echo_mode)
+                    alive = on_echo(*c, hup);
+                else if (hup || (events[i].events & EPOLLIN))
+                    alive = on_readable(*c, hup);
                 else if (events[i].events & EPOLLOUT)
                     alive = flush(*c);
                 if (!alive) close_conn(fd);
