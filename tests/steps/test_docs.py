@@ -65,3 +65,23 @@ def test_observe_selectors_select_tests():
         terms = [t.strip().lower() for t in m.group(1).split(" and ")]
         assert any(all(t in i for t in terms) for i in ids), \
             f"{step_dir.name}: -k \"{m.group(1)}\" selects no test"
+
+
+def test_readme_numbers_match_the_committed_run():
+    """The README's bench block is generated from the CSV it names
+    (tools/bench/plot.py results/<that>.csv rewrites it): numbers in the
+    README never drift from the committed run."""
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- bench:begin (\S+) -->", text)
+    assert m, "the README has no bench block"
+    csv_path = ROOT / m.group(1)
+    assert csv_path.is_file(), f"the README's bench block names {m.group(1)}, which is missing"
+    sys.path.insert(0, str(ROOT / "tools" / "bench"))
+    import report
+
+    block = report.readme_block(report.read_csv(csv_path), m.group(1))
+    assert block in text, f"stale: run tools/bench/plot.py {m.group(1)}"
+    for image in re.findall(r"\]\((results/[^)]+\.png)\)", block):
+        assert (ROOT / image).is_file(), image

@@ -695,6 +695,58 @@ def targets_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+README_BEGIN = "<!-- bench:begin "  # + the CSV's path, then " -->"
+README_END = "<!-- bench:end -->"
+
+
+def readme_block(rows: list[dict], csv_rel: str) -> str:
+    """The top README's numbers, between its bench markers: a few columns per
+    server, the two plots that carry the lessons, and the targets. plot.py
+    writes it; the suite checks it still matches the committed CSV."""
+    by = {(r["server"], r["scenario"]): r for r in rows
+          if r["client"] == "loadgen" and r.get("rps") not in ("", None)
+          and r.get("path", "/hello") in ("/hello", "")}
+    servers = [s for s in dict.fromkeys(r["server"] for r in rows)
+               if (s, "http-c50") in by or (s, "http-c1") in by]
+
+    def cell(server, scenario, key, fmt):
+        r = by.get((server, scenario))
+        v = _num(r, key)
+        return fmt(v) if v is not None else ""
+
+    def held(server):
+        r = by.get((server, "idle-15k"))
+        if r and _num(r, "idle_held") is not None and _num(r, "idle_held") < _num(r, "idle"):
+            return f" (held {int(_num(r, 'idle_held')):,})"
+        return ""
+
+    lines = [f"{README_BEGIN}{csv_rel} -->",
+             "| server | req/s, 50 conns | server CPU µs/req | req/s, + 15k idle "
+             "| CPU µs/req, + 15k idle | syscalls/req |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for s in servers:
+        lines.append("| " + " | ".join([
+            s,
+            cell(s, "http-c50", "rps", human) or cell(s, "http-c1", "rps", human) + " (1 conn)",
+            cell(s, "http-c50", "cpu_us_per_req", lambda v: f"{v:.2f}"),
+            cell(s, "idle-15k", "rps", human) + held(s),
+            cell(s, "idle-15k", "cpu_us_per_req", lambda v: f"{v:.2f}"),
+            cell(s, "http-c50", "syscalls_per_req", lambda v: f"{v:.2f}")]) + " |")
+    lines += ["", "![throughput and CPU per request](results/rps-cpu.png)", "",
+              "![idle scaling](results/idle-scaling.png)", "", targets_markdown(rows),
+              README_END]
+    return "\n".join(lines)
+
+
+def replace_readme_block(readme: str, block: str) -> str | None:
+    """readme with its bench block replaced, or None when it has no markers."""
+    start = readme.find(README_BEGIN)
+    end = readme.find(README_END, start)
+    if start < 0 or end < 0:
+        return None
+    return readme[:start] + block + readme[end + len(README_END):]
+
+
 def targets_lines(rows: list[dict]) -> list[str]:
     """The targets for the terminal."""
     ts = targets(rows)
