@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -168,6 +170,13 @@ Options parse_options(int argc, char** argv, const StepInfo& step,
         std::exit(2);
     }
     return r.options;
+}
+
+int usable_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return std::max(1, CPU_COUNT(&set));
 }
 
 }  // namespace ladder

@@ -61,4 +61,9 @@ ParseOutcome try_parse_options(int argc, const char* const* argv, const StepInfo
 
 std::string usage(const StepInfo& step, const std::vector<Flag>& extra = {});
 
+// The CPUs this process may run on (what nproc prints): under taskset or a
+// container's cpuset that is fewer than the machine has. At least 1. The
+// default loop count of the steps with one loop per CPU.
+int usable_cpus();
+
 }  // namespace ladder

@@ -224,9 +224,8 @@ void run_workers(std::vector<std::unique_ptr<Loop>>& loops) {
 int main(int argc, char** argv) try {
     ladder::Timeouts timeouts;
     ladder::Options options = ladder::parse_options(argc, argv, kStep, timeouts.flags());
-    // One loop per core by default, as nginx's worker_processes auto.
-    int workers = options.workers ? options.workers
-                                  : int(std::max(1u, std::thread::hardware_concurrency()));
+    // One loop per CPU by default, as nginx's worker_processes auto.
+    int workers = options.workers ? options.workers : ladder::usable_cpus();
     ladder::install_stop_handlers();
     ladder::raise_fd_limit();
     ladder::Stats stats("08", ladder::to_string(options.mode), workers);

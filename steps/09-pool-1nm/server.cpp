@@ -53,21 +53,12 @@ struct Config {
     }
 };
 
-// The CPUs this process may run on (what nproc prints): under taskset or a
-// container's cpuset that is fewer than the machine has.
-int cpus() {
-    cpu_set_t set;
-    if (::sched_getaffinity(0, sizeof set, &set) != 0)
-        ladder::throw_sys("sched_getaffinity");
-    return std::max(1, CPU_COUNT(&set));
-}
-
 // Defaults: an I/O loop per CPU (they only move bytes and parse); more
 // workers than CPUs, because /work sleeps and a sleeping worker costs no
 // CPU; a queue a few jobs deep per worker, so a burst waits briefly and a
 // flood hears 503 at once. Echo never leaves its loop: no workers at all.
 void apply_defaults(Config& c, const ladder::Options& options) {
-    int n = cpus();
+    int n = ladder::usable_cpus();
     if (c.io_threads == 0) c.io_threads = n;
     if (options.mode == ladder::Mode::echo)
         c.workers = 0;
