@@ -78,7 +78,9 @@ def test_readme_numbers_match_the_committed_run():
     assert m, "the README has no bench block"
     csv_path = ROOT / m.group(1)
     assert csv_path.is_file(), f"the README's bench block names {m.group(1)}, which is missing"
-    sys.path.insert(0, str(ROOT / "tools" / "bench"))
+    for path in (ROOT / "tools" / "pylib", ROOT / "tools" / "bench"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
     import report
 
     block = report.readme_block(report.read_csv(csv_path), m.group(1))
