@@ -314,15 +314,8 @@ def main(argv: list[str]) -> int:
     summary.write_text(report.summary_markdown(rows, csv_path.name, rows[0], pngs))
     for path in [*pngs, summary]:
         print(path)
-    # The top README shows the committed run: refresh its block when this is it.
-    root = HERE.parents[1]
-    readme = root / "README.md"
-    if csv_path.resolve().parent == (root / "results").resolve() and readme.exists():
-        block = report.readme_block(rows, f"results/{csv_path.name}")
-        text = report.replace_readme_block(readme.read_text(), block)
-        if text is not None:
-            readme.write_text(text)
-            print(readme)
+    if readme := report.refresh_readme(csv_path, rows, any_csv=True):
+        print(readme)
     return 0
 
 

@@ -747,6 +747,26 @@ def replace_readme_block(readme: str, block: str) -> str | None:
     return readme[:start] + block + readme[end + len(README_END):]
 
 
+def refresh_readme(csv_path: Path, rows: list[dict], any_csv: bool = False) -> Path | None:
+    """Rewrites the top README's bench block from rows when csv_path is in the
+    repository's results/ and is the CSV the block names (any_csv: or any
+    CSV there: plot.py CSV makes that run the README's). The README path when
+    it was rewritten."""
+    root = Path(__file__).resolve().parents[2]
+    readme = root / "README.md"
+    if csv_path.resolve().parent != (root / "results").resolve() or not readme.exists():
+        return None
+    text = readme.read_text()
+    name = f"results/{csv_path.name}"
+    if not any_csv and f"{README_BEGIN}{name} -->" not in text:
+        return None
+    new = replace_readme_block(text, readme_block(rows, name))
+    if new is None or new == text:
+        return None
+    readme.write_text(new)
+    return readme
+
+
 def targets_lines(rows: list[dict]) -> list[str]:
     """The targets for the terminal."""
     ts = targets(rows)
