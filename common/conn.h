@@ -100,11 +100,21 @@ public:
     // True when the loop should return.
     template <class Close>
     bool finished(ConnTable& conns, Close close) {
+        return finished(conns, close, [] {});
+    }
+
+    // The same; on the pass the stop begins, take_queue() first accepts the
+    // clients already in the listener's queue: their handshake is done and
+    // their request may be sent, and closing the listener would reset them.
+    // Accepted, they are served like every other connection in flight.
+    template <class Close, class TakeQueue>
+    bool finished(ConnTable& conns, Close close, TakeQueue take_queue) {
         if (!stop_requested()) return false;
         auto now = Clock::now();
         if (!stopping_) {
             stopping_ = true;
             give_up_ = now + kTime;
+            take_queue();
         }
         return conns.close_quiet(close) || now >= give_up_;
     }

@@ -84,7 +84,11 @@ void run(Loop& loop) {
     ladder::Sweep sweep;
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
-    while (!drain.finished(loop.conns, close)) {
+    auto take_queue = [&] {
+        while (accept_one(loop)) {
+        }
+    };
+    while (!drain.finished(loop.conns, close, take_queue)) {
         // [snip:select-loop]
         // select() overwrites the sets with the ready subset, so they are
         // rebuilt from every connection's Want on every pass.

@@ -75,7 +75,11 @@ void run(Loop& loop) {
     ladder::Sweep sweep;
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
-    while (!drain.finished(loop.conns, close)) {
+    auto take_queue = [&] {
+        while (accept_one(loop)) {
+        }
+    };
+    while (!drain.finished(loop.conns, close, take_queue)) {
         // [snip:poll-loop]
         // poll() writes only revents, but the whole array still crosses into
         // the kernel and is scanned on every call.

@@ -96,7 +96,11 @@ void run(Loop& loop) {
     ladder::Sweep sweep;
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
-    while (!drain.finished(loop.conns, close)) {
+    auto take_queue = [&] {
+        while (accept_one(loop)) {
+        }
+    };
+    while (!drain.finished(loop.conns, close, take_queue)) {
         // [snip:epoll-wait]
         epoll_event events[kMaxEvents];
         int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents,

@@ -709,6 +709,27 @@ def test_sigterm_storm_under_load_one_stop_then_the_port_is_free(start_server, s
         again.check_sanitizer()
 
 
+@pytest.mark.only(one_thread=True)
+def test_a_client_still_in_the_accept_queue_at_stop_is_answered(start_server):
+    """While the one loop thread runs /work inline, a new client connects and
+    sends its request: the kernel completes the handshake, and the client
+    waits in the listener's accept queue. A stop arriving meanwhile must
+    accept and answer it (Drain's take_queue), not reset it by closing the
+    listener: it was sent before the stop."""
+    server = start_server("http")
+    with Client(server.address) as a:
+        assert a.get("/hello").body == HELLO  # a is accepted; the loop is idle
+        a.send(request_bytes("GET", "/work?ms=600"))
+        time.sleep(0.1 * SLOW)  # the loop is inside /work now
+        with Client(server.address) as b:  # queued: nobody calls accept()
+            b.send(GET_HELLO)
+            time.sleep(0.05 * SLOW)
+            server.proc.send_signal(signal.SIGTERM)
+            assert a.read_response().status == 200
+            assert b.read_response().body == HELLO, "queued before the stop, then reset"
+    assert server.stop().rc == 0
+
+
 @pytest.mark.only(loop="epoll-lt")  # one representative: Drain (common/conn.h) serves 03-08
 def test_a_request_queued_behind_a_slow_one_is_answered_at_stop(start_server):
     """One loop thread runs /work inline: a second client's request waits in
