@@ -105,7 +105,7 @@ void setup(Loop& loop) {
         watch(loop, EPOLL_CTL_ADD, loop.inbox.wake.get(), EPOLLIN);
         return;
     case Variant::blocking:
-        assert(!"blocking runs processes, not epoll workers");
+        assert(false && "blocking runs processes, not epoll workers");
         return;
     }
     watch(loop, EPOLL_CTL_ADD, loop.listener, loop.listen_events);
