@@ -20,6 +20,7 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -202,6 +203,21 @@ class Stopped:
     stdout_lines: list[str]
 
 
+def thread_stacks(pid: int) -> str:
+    """Every thread's stack of a live process, from gdb when it is installed
+    (for a server that does not stop: where is it waiting?)."""
+    if not shutil.which("gdb"):
+        return "(install gdb to see the threads' stacks here)"
+    try:
+        r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex",
+                            "thread apply all bt 12"], capture_output=True, text=True,
+                           timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"(gdb: {e})"
+    return "\n".join(line for line in r.stdout.splitlines()
+                     if line.startswith(("Thread", "#"))) or r.stderr[-2000:]
+
+
 class Server:
     """One step binary on --port 0. start() waits for the ready line; stop()
     signals it and returns (rc, stats, stderr); kill() always cleans up,
@@ -264,9 +280,11 @@ class Server:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            stacks = thread_stacks(self.pid)
             self.kill()
             raise AssertionError(f"{self}: still running {timeout:.0f}s after "
-                                 f"{signal.Signals(sig).name}; stderr:\n{self.stderr}")
+                                 f"{signal.Signals(sig).name}; stderr:\n{self.stderr}"
+                                 f"\nwhere its threads were:\n{stacks}")
         self._join_readers()
         lines = self.stdout_lines
         stats = None
