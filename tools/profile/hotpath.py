@@ -115,10 +115,16 @@ def syscalls(binary: Path, args: argparse.Namespace, requests: int) -> tuple[flo
                 n = json.loads(run.stdout)["requests"]
             else:
                 how = "strace -c (slows the server: batches grow)"
-                tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o",
-                                           str(out)], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, text=True)
-                tracer.stderr.readline()  # "strace: Process N attached"
+                err = Path(tmp) / "stderr"  # a file: a full pipe would stall strace
+                with open(err, "w") as errf:
+                    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid),
+                                               "-o", str(out)], stdout=subprocess.DEVNULL,
+                                              stderr=errf)
+                deadline = time.monotonic() + 10
+                while "attached" not in err.read_text():  # "strace: Process N attached"
+                    if tracer.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"strace could not attach: {err.read_text()}")
+                    time.sleep(0.05)
                 time.sleep(0.2)  # the other threads' attach lines
                 n = load(port, args, requests)
                 tracer.send_signal(signal.SIGINT)
