@@ -1,6 +1,7 @@
 #include "conn.h"
 
 #include <cassert>
+#include <sys/ioctl.h>
 
 namespace ladder {
 
@@ -9,29 +10,25 @@ Conn& ConnTable::add(Fd fd, Mode mode, Stats& stats) {
     if (index >= by_fd_.size()) by_fd_.resize(index + 1);
     assert(!by_fd_[index] && "the kernel reused a descriptor we still hold");
     by_fd_[index] = std::make_unique<Conn>(std::move(fd), mode, stats);
+    Conn& conn = *by_fd_[index];
+    conn.serial = ++serials_;
+    conn.wheel_ = wheel_.get();
+    wheel_->file(conn, conn.deadline);  // none yet: the next sweep's
     ++count_;
-    return *by_fd_[index];
+    return conn;
 }
 
 void ConnTable::remove(Conn& conn) noexcept {
     auto index = static_cast<std::size_t>(conn.fd.get());
     assert(index < by_fd_.size() && by_fd_[index].get() == &conn);
-    by_fd_[index].reset();
+    if (visiting_ == &conn) visiting_ = nullptr;
+    by_fd_[index].reset();  // its link leaves the wheel
     --count_;
 }
 
-Want Conn::answer(const Timeouts& timeouts) {
-    // The session holds answers back while its output is above the
-    // high-water mark; when one write empties the output, answer those too
-    // now: an edge-triggered loop gets no further writable event for a
-    // socket that still has room.
-    for (;;) {
-        session.process();
-        if (write_some(fd, session.output()).kind == IoResult::error) session.abort();
-        if (!session.output().empty() || !session.want().write || session.done()) break;
-    }
-    rearm(Clock::now(), timeouts);
-    return session.want();
+bool ConnTable::has_unread_bytes(FdRef fd) noexcept {
+    int n = 0;
+    return ::ioctl(fd.get(), FIONREAD, &n) == 0 && n > 0;
 }
 
 void Conn::rearm(Clock::time_point now, const Timeouts& timeouts) {
@@ -40,6 +37,10 @@ void Conn::rearm(Clock::time_point now, const Timeouts& timeouts) {
         deadline = timeouts.deadline(now, mid);
     mid_ = mid;
     answered_ = session.answered();
+    // Later than where it is filed (the usual case, once per request): it
+    // stays there. Earlier (a request has begun: the header timeout is the
+    // shorter), it is filed again now, or the sweep would come too late.
+    if (wheel_ && (!linked() || deadline < filed_at())) wheel_->file(*this, deadline);
 }
 
 }  // namespace ladder

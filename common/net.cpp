@@ -1,33 +1,48 @@
 #include "net.h"
 
 #include "error.h"
-#include "signals.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
-#include <cassert>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <fcntl.h>
+#include <iterator>
 #include <mutex>
-#include <shared_mutex>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/ioctl.h>
+#include <stdexcept>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 namespace ladder {
 
 namespace {
 
-struct Address {
-    sockaddr_storage storage{};
-    socklen_t length = 0;
-};
+std::string format_address(const sockaddr_storage& s) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (s.ss_family == AF_INET6) {
+        auto* v6 = reinterpret_cast<const sockaddr_in6*>(&s);
+        ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+        return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
+    }
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&s);
+    ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
+}
+
+// A crowd at the fd limit would print a line per client; one a second is
+// enough to say what is happening.
+bool once_a_second() {
+    static std::atomic<std::int64_t> last{0};
+    std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::steady_clock::now().time_since_epoch()).count();
+    std::int64_t before = last.load();
+    return now != before && last.compare_exchange_strong(before, now);
+}
+
+}  // namespace
 
 Address parse_address(const std::string& host, std::uint16_t port) {
     Address a;
@@ -49,19 +64,8 @@ Address parse_address(const std::string& host, std::uint16_t port) {
         throw std::invalid_argument("--host '" + host +
                                     "' is not an IPv4 or IPv6 address (try 127.0.0.1)");
     }
+    a.text = format_address(a.storage);
     return a;
-}
-
-std::string format_address(const sockaddr_storage& s) {
-    char text[INET6_ADDRSTRLEN] = {};
-    if (s.ss_family == AF_INET6) {
-        auto* v6 = reinterpret_cast<const sockaddr_in6*>(&s);
-        ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-        return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
-    }
-    auto* v4 = reinterpret_cast<const sockaddr_in*>(&s);
-    ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(ntohs(v4->sin_port));
 }
 
 std::string_view hint_for(int err) {
@@ -75,98 +79,18 @@ std::string_view hint_for(int err) {
     }
 }
 
-void set_option(FdRef fd, int level, int name, const char* what) {
+Fd listen_tcp(const std::string& host, std::uint16_t port, bool nonblocking) {
+    Address addr = parse_address(host, port);
+    int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
+    Fd fd(::socket(addr.family(), type, 0));
+    if (!fd) throw_sys("socket", errno, hint_for(errno));
     int on = 1;
-    if (::setsockopt(fd.get(), level, name, &on, sizeof on) != 0)
-        throw_sys(std::string("setsockopt(") + what + ")");
-}
-
-// The reserve descriptor (muduo's Acceptor, after libev's documentation):
-// keep one spare descriptor open. When accept() fails with EMFILE the
-// connection stays in the queue and the listener stays readable, so a
-// level-triggered loop would wake forever. Closing the spare frees one slot:
-// accept the client, close it (the client sees a clean close, not a hang),
-// and reopen the spare.
-std::mutex reserve_mutex;
-Fd reserve_fd;
-
-// Threads that accept in one process race for descriptor numbers: between
-// shed_one's close(reserve) and its accept, another thread's accept could
-// take the freed number, and the reserve could not be reopened — the next
-// EMFILE would leave its clients waiting. Accepts share this gate; the
-// close-accept-reopen holds it alone.
-std::shared_mutex accept_gate;
-
-void open_reserve() {
-    if (!reserve_fd) reserve_fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-}
-
-bool shed_one(FdRef listener) {
-    std::lock_guard lock(reserve_mutex);
-    open_reserve();  // a reopen that failed earlier gets another chance
-    // A blocking accept() takes a descriptor before it sleeps, so EMFILE
-    // says nothing about whether a client is waiting: wait a little for
-    // one (a blocking accept loop must not spin at the limit either).
-    pollfd waiting{.fd = listener.get(), .events = POLLIN, .revents = 0};
-    if (!reserve_fd || ::poll(&waiting, 1, 100) != 1) return false;
-    std::unique_lock alone(accept_gate);
-    reserve_fd.reset();
-    Fd victim(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    bool shed = victim.valid();
-    victim.reset();
-    open_reserve();
-    return shed;
-}
-
-// accept(2): Linux passes on errors of the pending connection itself; they
-// end that connection, not the server.
-bool connection_error(int err) {
-    switch (err) {
-    case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
-    case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:
-        return true;
-    default:
-        return false;
-    }
-}
-
-// A crowd at the fd limit would print a line per client; one a second is
-// enough to say what is happening.
-bool once_a_second() {
-    static std::atomic<std::int64_t> last{0};
-    std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::steady_clock::now().time_since_epoch()).count();
-    std::int64_t before = last.load();
-    return now != before && last.compare_exchange_strong(before, now);
-}
-
-}  // namespace
-
-Fd listen_tcp(const ListenOptions& o) {
-    Address addr = parse_address(o.host, o.port);
-    bool v6 = addr.storage.ss_family == AF_INET6 && o.host.front() != '[';
-    std::string where = (v6 ? "[" + o.host + "]" : o.host) + ":" + std::to_string(o.port);
-    int type = SOCK_STREAM | SOCK_CLOEXEC | (o.nonblocking ? SOCK_NONBLOCK : 0);
-    Fd fd(::socket(addr.storage.ss_family, type, 0));
-    if (!fd) {
-        int err = errno;
-        throw_sys("socket", err, hint_for(err));
-    }
-    // A restarted server can bind while old connections sit in TIME_WAIT.
-    set_option(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR");
-    if (o.reuseport) set_option(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT");
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr.storage), addr.length) != 0) {
-        int err = errno;
-        throw_sys("bind(" + where + ")", err, hint_for(err));
-    }
-    if (::listen(fd.get(), o.backlog) != 0) {
-        int err = errno;
-        throw_sys("listen(" + where + ")", err, hint_for(err));
-    }
-    {
-        std::lock_guard lock(reserve_mutex);
-        open_reserve();
-    }
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0)
+        throw_sys("setsockopt(SO_REUSEADDR)");
+    if (::bind(fd.get(), addr.get(), addr.length) != 0)
+        throw_sys("bind(" + addr.text + ")", errno, hint_for(errno));
+    if (::listen(fd.get(), kBacklog) != 0)
+        throw_sys("listen(" + addr.text + ")", errno, hint_for(errno));
     return fd;
 }
 
@@ -178,16 +102,14 @@ std::string local_address(FdRef fd) {
     return format_address(s);
 }
 
+std::uint16_t local_port(FdRef fd) {
+    std::string address = local_address(fd);
+    return static_cast<std::uint16_t>(std::stoul(address.substr(address.rfind(':') + 1)));
+}
+
 void announce_listening(FdRef listener) {
     std::printf("listening on %s\n", local_address(listener).c_str());
     std::fflush(stdout);
-}
-
-void set_nonblocking(FdRef fd) {
-    int flags = ::fcntl(fd.get(), F_GETFL);
-    if (flags < 0) throw_sys("fcntl(F_GETFL)");
-    if (::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
-        throw_sys("fcntl(F_SETFL,O_NONBLOCK)");
 }
 
 long raise_fd_limit() {
@@ -200,84 +122,76 @@ long raise_fd_limit() {
     return static_cast<long>(limit.rlim_cur);
 }
 
-std::optional<Fd> try_accept(FdRef listener, bool nonblocking, bool* refused) {
-    if (refused) *refused = false;
-    int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
-    for (;;) {
-        int fd = -1;
-        {
-            std::shared_lock gate(accept_gate);
-            fd = ::accept4(listener.get(), nullptr, nullptr, flags);
+bool client_gone_before_accept(int err) noexcept {
+    switch (err) {
+    case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
+    case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+namespace {
+
+// Opened before main() runs, while descriptors are plentiful.
+class Spares {
+public:
+    static constexpr int kCount = 4;
+
+    Spares() { top_up(); }
+
+    bool refuse_one(FdRef listener, int err, Counters& stats) {
+        std::lock_guard lock(mutex_);
+        top_up();  // spares lost earlier get another chance
+        bool refused = false;
+        pollfd waiting{.fd = listener.get(), .events = POLLIN, .revents = 0};
+        bool any = std::any_of(std::begin(fds_), std::end(fds_),
+                               [](const Fd& spare) { return spare.valid(); });
+        if (any && ::poll(&waiting, 1, 100) == 1) {
+            // While we waited a connection may have closed: with a descriptor
+            // free again the client can be served, not turned away.
+            for (Fd& spare : fds_)
+                if (spare && Fd(::fcntl(spare.get(), F_DUPFD_CLOEXEC, 0)).valid()) return true;
+            for (Fd& spare : fds_) {
+                if (!spare) continue;
+                spare.reset();  // one free slot, for the accept below
+                Fd client(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+                if (client || errno != EMFILE) {
+                    refused = client.valid();
+                    break;  // closing `client` tells it "no"
+                }
+                // EMFILE: another thread's accept took the slot. Next spare.
+            }
+            top_up();
+        } else if (!any) {
+            // Nothing to refuse with until a descriptor frees up: wait a
+            // little, so that a level-triggered loop does not spin.
+            ::poll(nullptr, 0, 10);
         }
-        if (fd >= 0) return Fd(fd);
-        int err = errno;
-        if (connection_error(err)) continue;
-        switch (err) {
-        case EINTR:
-            if (stop_requested()) return std::nullopt;
-            continue;
-        case EAGAIN:
-            return std::nullopt;
-        case EMFILE:
-        case ENFILE: {
-            bool shed = shed_one(listener);
-            if (refused) *refused = shed;
-            if (once_a_second())
-                std::fprintf(stderr, "accept: %s — %s\n", errno_text(err).c_str(),
-                             shed ? "closing new connections; raise ulimit -n"
-                                  : "new clients wait in the queue; raise ulimit -n");
-            return std::nullopt;
-        }
-        case EINVAL:
-            if (stop_requested()) return std::nullopt;
-            [[fallthrough]];
-        default:
-            throw_sys("accept4", err);
-        }
+        if (refused) bump(stats.refused);
+        if (once_a_second())
+            std::fprintf(stderr, "accept: %s — %s; raise ulimit -n\n", errno_text(err).c_str(),
+                         refused ? "closing new connections" : "new clients wait in the queue");
+        return refused;
     }
-}
 
-IoResult read_some(FdRef fd, Buffer& in, std::size_t max) {
-    assert(max > 0 && "a read of 0 bytes would look like end-of-file");
-    auto space = in.writable(max);
-    ssize_t n = retry_eintr([&] { return ::read(fd.get(), space.data(), max); });
-    if (n > 0) {
-        in.commit(static_cast<std::size_t>(n));
-        return {.kind = IoResult::ok, .bytes = static_cast<std::size_t>(n),
-                .drained = static_cast<std::size_t>(n) < max};
+private:
+    void top_up() {
+        for (Fd& spare : fds_)
+            if (!spare) spare.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     }
-    if (n == 0) return {IoResult::eof};
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return {IoResult::would_block};
-    return {IoResult::error, 0, errno};
-}
 
-IoResult write_some(FdRef fd, Buffer& out) {
-    auto bytes = out.readable();
-    if (bytes.empty()) return {IoResult::ok};
-    ssize_t n = retry_eintr(
-        [&] { return ::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL); });
-    if (n >= 0) {
-        out.consume(static_cast<std::size_t>(n));
-        return {IoResult::ok, static_cast<std::size_t>(n)};
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return {IoResult::would_block};
-    return {IoResult::error, 0, errno};
-}
+    std::mutex mutex_;
+    Fd fds_[kCount];
+};
 
-std::size_t unread_bytes(FdRef fd) noexcept {
-    int n = 0;
-    if (::ioctl(fd.get(), FIONREAD, &n) != 0 || n < 0) return 0;
-    return static_cast<std::size_t>(n);
-}
+Spares spares;
 
-IoResult write_all(FdRef fd, Buffer& out) {
-    std::size_t total = 0;
-    while (!out.empty()) {
-        IoResult r = write_some(fd, out);
-        if (r.kind != IoResult::ok) return {r.kind, total, r.err};
-        total += r.bytes;
-    }
-    return {IoResult::ok, total};
+}  // namespace
+
+bool refuse_one_client(FdRef listener, int err, Counters& stats) {
+    return spares.refuse_one(listener, err, stats);
 }
 
 }  // namespace ladder

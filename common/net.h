@@ -1,85 +1,91 @@
-// net.h — sockets: listen, accept, read, write, and the ready line.
+// net.h — what every step does with sockets once step 01 has shown it.
 //
-// The steps call accept/select/poll/epoll themselves when that is the
-// lesson; these helpers carry the error handling that is the same everywhere.
+// The calls that are a step's lesson stay in that step, in plain sight:
+// socket/bind/listen in 01 (and 08, with SO_REUSEPORT), accept4, read and
+// send in every step, select, poll, epoll_ctl and epoll_wait. What is here
+// is the part that is the same everywhere: turning --host/--port into an
+// address, the listening socket that steps after 01 no longer spell out,
+// the ready line, the descriptor limit, and what to do when accept() runs
+// out of descriptors.
 #pragma once
 
-#include "buffer.h"
 #include "fd.h"
+#include "stats.h"
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
+#include <string_view>
+#include <sys/socket.h>
 
 namespace ladder {
 
-struct ListenOptions {
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 8080;
-    bool reuseport = false;    // SO_REUSEPORT: several listeners share the port
-    bool nonblocking = false;  // accept() returns EAGAIN instead of sleeping
-    int backlog = 4096;        // the kernel caps it at net.core.somaxconn
+// --host and --port as a socket address. IPv4 ("127.0.0.1") or IPv6
+// ("::1", "[::1]"); "localhost" is 127.0.0.1. Anything else throws
+// std::invalid_argument naming the flag.
+struct Address {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    std::string text;  // "127.0.0.1:8080", "[::1]:8080": for error messages
+
+    int family() const noexcept { return storage.ss_family; }
+    const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
 };
+Address parse_address(const std::string& host, std::uint16_t port);
 
-// socket + SO_REUSEADDR + bind + listen, IPv4 or IPv6 by the host's form.
-// Throws sys_error naming the call, the address and a hint for the usual
-// causes (port in use: --port 0; out of descriptors: ulimit -n).
-Fd listen_tcp(const ListenOptions& options);
+// What to do about a failed socket/bind/listen: "another process has this
+// port; choose one with --port N, or --port 0". Empty when there is no hint.
+std::string_view hint_for(int err);
 
-// "127.0.0.1:8080" / "[::1]:8080" — the socket's own address.
+// Step 01's socket + SO_REUSEADDR + bind + listen, with the errors named
+// (bind(127.0.0.1:8080): EADDRINUSE (Address already in use) — another
+// process has this port; ...). `nonblocking`: accept() on it returns EAGAIN
+// instead of sleeping, as an event loop needs. Throws std::system_error.
+Fd listen_tcp(const std::string& host, std::uint16_t port, bool nonblocking);
+
+// The backlog every listener asks for: the queue of finished handshakes
+// nobody has accepted yet. The kernel caps it at net.core.somaxconn.
+inline constexpr int kBacklog = 4096;
+
+// "127.0.0.1:8080" / "[::1]:8080" — the socket's own address, and its port.
 std::string local_address(FdRef fd);
+std::uint16_t local_port(FdRef fd);
 
 // Prints the ready line, "listening on HOST:PORT", on stdout and flushes.
 // Exactly one line on stdout before the stats; everything else is stderr.
 void announce_listening(FdRef listener);
-
-void set_nonblocking(FdRef fd);
 
 // Raises the soft RLIMIT_NOFILE to the hard limit: a server holds one
 // descriptor per client, and the usual soft default (1024) is a guard for
 // desktop programs. Returns the new soft limit.
 long raise_fd_limit();
 
-// Accepts one connection. Empty when there is none to take now:
-//   EAGAIN       the queue is empty (non-blocking listener);
-//   EMFILE / ENFILE  out of descriptors: the reserve-descriptor trick (see
-//                net.cpp) accepts and closes that one client, so it is told
-//                "no" at once instead of waiting in the queue, and a
-//                level-triggered loop does not spin on a listener it cannot
-//                drain; *refused is set, and more clients may be queued;
-//   EINTR / EINVAL once stop_requested(): a stop woke the call (a listener
-//                registered with wake_on_stop() was shut down).
-// Retried inside: EINTR without a stop, and errors of the pending connection
-// itself (ECONNABORTED, EPROTO, ENETUNREACH, ...: that client is gone, the
-// next may be fine). Other errors throw. The new socket gets
-// SOCK_CLOEXEC, plus SOCK_NONBLOCK when `nonblocking`.
-std::optional<Fd> try_accept(FdRef listener, bool nonblocking = false,
-                             bool* refused = nullptr);
+// accept(2) on Linux reports errors of the pending connection itself
+// (ECONNABORTED: the client reset it while it waited in the queue; EPROTO,
+// ENETUNREACH, ...): that client is gone, the next one may be fine. True for
+// those; a step then simply accepts again.
+bool client_gone_before_accept(int err) noexcept;
 
-// Result of one read or write. EINTR is retried inside; EAGAIN is a state,
-// not an error; EOF is its own state (read only).
-struct IoResult {
-    enum Kind { ok, would_block, eof, error } kind;
-    std::size_t bytes = 0;
-    int err = 0;  // errno when kind == error (ECONNRESET, EPIPE, ...)
-    // read_some, ok: the read took less than it asked for, so the socket
-    // held no more bytes at that moment (a stream socket hands over all it
-    // has, up to the size asked).
-    bool drained = false;
-};
-
-// One read() of up to `max` bytes into the buffer's writable end.
-IoResult read_some(FdRef fd, Buffer& in, std::size_t max = 64 * 1024);
-
-// One send() of the buffer's readable bytes (MSG_NOSIGNAL: a vanished peer
-// is EPIPE, never a SIGPIPE that kills the server); consumes what was sent.
-IoResult write_some(FdRef fd, Buffer& out);
-
-// Blocking sockets: writes everything (looping over short writes).
-IoResult write_all(FdRef fd, Buffer& out);
-
-// Bytes received on the socket that no read() has taken yet (FIONREAD).
-std::size_t unread_bytes(FdRef fd) noexcept;
+// What to do when accept() fails with EMFILE or ENFILE: the spare
+// descriptors (muduo's Acceptor, after libev's documentation). Out of
+// descriptors, accept() leaves the client in the queue and the listener
+// stays readable: a level-triggered loop would wake for it forever, and the
+// client would wait for nothing. A few spare descriptors, opened at start,
+// let the server say "no" instead: close a spare, accept the client, close
+// it at once (the client sees a clean close), and open the spare again.
+//
+// Turns away one waiting client and counts it in stats.refused. True when
+// the caller should accept again: it turned one away and more may be
+// waiting, or a descriptor was free again by the time a client came (that
+// one is not turned away: the next accept4 takes it). False when none was
+// waiting (it looks for up to 100 ms first: a blocking accept() fails with
+// EMFILE before it knows whether anyone is queued) or no spare could be had.
+// Says what is happening on stderr, at most once a second.
+//
+// Several threads may call it; only these calls take a lock, the ordinary
+// accepts do not. So another thread's accept4 can take the slot a spare
+// just freed: that client is then served, this spare is gone until a
+// descriptor frees up, and the next spare is tried.
+bool refuse_one_client(FdRef listener, int err, Counters& stats);
 
 }  // namespace ladder

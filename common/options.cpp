@@ -10,7 +10,7 @@
 namespace ladder {
 
 std::string_view to_string(Mode mode) noexcept {
-    return mode == Mode::http ? "http" : "echo";
+    return mode == Mode::http ? "http" : mode == Mode::echo ? "echo" : "frame";
 }
 
 namespace {
@@ -45,8 +45,7 @@ std::string usage(const StepInfo& step, const std::vector<Flag>& extra) {
     u += "  " + std::string(step.summary) + "\n\n";
     u += "  --host ADDR        address to listen on (default 127.0.0.1)\n";
     u += "  --port N           port, 0 = the kernel picks (default 8080)\n";
-    u += "  --mode http|echo   protocol (default http)\n";
-    if (step.has_threads) u += "  --threads N        threads (default: the step's)\n";
+    u += "  --mode http|echo|frame  protocol (default http)\n";
     if (step.has_workers) u += "  --workers M        workers (default: the step's)\n";
     for (const Flag& f : extra) {
         std::string left = "--" + std::string(f.name);
@@ -116,13 +115,12 @@ ParseOutcome try_parse_options(int argc, const char* const* argv, const StepInfo
                 o.mode = Mode::http;
             else if (value == "echo")
                 o.mode = Mode::echo;
+            else if (value == "frame")
+                o.mode = Mode::frame;
             else {
-                r.error = "--mode wants http or echo, got '" + std::string(value) + "'";
+                r.error = "--mode wants http, echo or frame, got '" + std::string(value) + "'";
                 return r;
             }
-        } else if (name == "threads" && step.has_threads) {
-            if (!number(1, 1024, n)) return r;
-            o.threads = static_cast<int>(n);
         } else if (name == "workers" && step.has_workers) {
             if (!number(1, 1024, n)) return r;
             o.workers = static_cast<int>(n);

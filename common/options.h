@@ -1,6 +1,6 @@
 // options.h — the command line every step shares.
 //
-//   --host ADDR  --port N  --mode http|echo  --threads N  --workers M  --help
+//   --host ADDR  --port N  --mode http|echo  --workers M  --help
 //
 // plus the flags a step adds for itself (Flag). A bad flag prints one line
 // naming it, then the usage, on stderr, and exits 2.
@@ -15,14 +15,16 @@
 
 namespace ladder {
 
-enum class Mode { http, echo };
+// http: the HTTP/1.1 subset; echo: every byte back; frame: length-prefixed
+// messages back, one by one (a 4-byte big-endian length, then that many
+// bytes: the boundaries a byte stream does not keep, kept by the protocol).
+enum class Mode { http, echo, frame };
 std::string_view to_string(Mode mode) noexcept;
 
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8080;
     Mode mode = Mode::http;
-    int threads = 0;  // 0: the step's default
     int workers = 0;  // 0: the step's default
 };
 
@@ -38,11 +40,17 @@ struct Flag {
     std::string_view choices = {};
 };
 
+// LADDER_STEP is the step's number ("05"), defined by CMake for each step
+// from its directory's name (CMakeLists.txt: ladder_step).
+#ifndef LADDER_STEP
+#define LADDER_STEP "00"
+#endif
+
 struct StepInfo {
-    std::string_view program;  // "step-01"
     std::string_view summary;  // one line for --help
-    bool has_threads = false;  // whether --threads / --workers mean something here
-    bool has_workers = false;
+    bool has_workers = false;  // whether --workers means something here
+    std::string_view number = LADDER_STEP;             // "05": the stats' "step"
+    std::string_view program = "step-" LADDER_STEP;    // "step-05": messages and usage
 };
 
 // Parses argv; on --help prints usage to stdout and exits 0; on a bad flag

@@ -29,6 +29,10 @@ inline constexpr std::size_t kMaxHeaders = 128;
 // A request body (Content-Length). Larger: 413 Content Too Large.
 inline constexpr std::uint64_t kMaxBody = 1024 * 1024;
 
+// A frame's payload (--mode frame: a 4-byte big-endian length, then that
+// many bytes). Longer: the connection is closed (its next boundary is lost).
+inline constexpr std::uint32_t kMaxFrame = 1024 * 1024;
+
 // A session stops answering (and so stops asking to read) while its output
 // holds more than this: a client that sends requests but never reads the
 // answers costs at most this much memory, not an unbounded queue.
@@ -42,6 +46,7 @@ inline constexpr std::size_t kMaxHeaderBlock = 128;
 inline constexpr std::size_t kMaxHeaders = 8;
 inline constexpr std::uint64_t kMaxBody = 256;
 inline constexpr std::size_t kOutputHighWater = 512;
+inline constexpr std::uint32_t kMaxFrame = 256;
 #endif
 
 // GET /work?ms=N sleeps N milliseconds; past this N is a 400, not a long sleep.

@@ -11,10 +11,14 @@
 //   - Every response says HTTP/1.1 (RFC 9110 §6.2: a server sends its own
 //     version) and carries Content-Length; Connection: close when we close
 //     after it, Connection: keep-alive when an HTTP/1.0 client asked for it.
+//   - Once a stop is requested every answer is the connection's last
+//     (Connection: close), and past kDrainTime a request is answered 503
+//     instead of started (common/signals.h: the stop's timeline).
 #include "session.h"
 
 #include "http.h"
 #include "protocol_limits.h"
+#include "signals.h"
 
 #include <cassert>
 #include <charconv>
@@ -148,6 +152,8 @@ void Session::process() {
     if (aborted_) return;
     if (mode_ == Mode::echo)
         process_echo();
+    else if (mode_ == Mode::frame)
+        process_frame();
     else
         process_http();
     paused_ = !closing_ && !in_.empty() && out_.size() > kOutputHighWater;
@@ -171,6 +177,37 @@ void Session::process_echo() {
         bump(stats_.counters().bytes_out, n);
     }
     if (peer_closed_ && in_.empty()) closing_ = true;
+}
+
+// Frames go back one by one, as they came: a 4-byte big-endian length,
+// then the payload. A read may hold half a frame or several: the length
+// says where each ends, which the byte stream alone does not.
+void Session::process_frame() {
+    for (;;) {
+        if (closing_) {
+            drop_input(in_.size());
+            return;
+        }
+        std::string_view in = in_.readable();
+        if (in.size() < 4 || out_.size() > kOutputHighWater) break;
+        auto byte = [&](int i) { return std::uint32_t(static_cast<unsigned char>(in[i])); };
+        std::uint32_t length = byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
+        if (length > kMaxFrame) {  // past the limit: no later boundary can be trusted
+            closing_ = true;
+            continue;
+        }
+        if (in.size() < 4 + std::size_t(length)) break;  // the rest is on its way
+        out_.append(in.substr(0, 4 + length));
+        drop_input(4 + length);
+        ++answered_;
+        bump(stats_.counters().requests);
+        if (worker_requests_) bump(*worker_requests_);
+        bump(stats_.counters().bytes_out, 4 + length);
+    }
+    if (peer_closed_) {  // a partial frame can never be completed
+        closing_ = true;
+        drop_input(in_.size());
+    }
 }
 
 void Session::process_http() {
@@ -207,6 +244,13 @@ bool Session::answer_next(Request& req) {
     head_seen_ = 0;
     if (r.state == ParseResult::error) {
         send({.status = r.status, .body = status(r.status).body, .keep_alive = false});
+        return true;
+    }
+    if (drain_over()) {
+        // A stop began more than kDrainTime ago: starting this request now
+        // would keep the server from exiting. Say so, and close.
+        send({.status = 503, .body = status(503).body, .head = req.method == "HEAD",
+              .keep_alive = false});
         return true;
     }
     // The body is read whole, even for a 404 or 405: it must not be taken
@@ -254,6 +298,15 @@ void Session::answer(const Request& req, std::string_view body) {
 // complete(). `reply` holds what the answer needs to know of the request.
 void Session::run_job(const SlowJob& job, Reply& reply) {
     if (!offload_) {
+        // Inline, this thread will not wait for a while: a stop signal that
+        // came meanwhile would go unseen until the work queued behind is done.
+        notice_pending_stop();
+        if (drain_over()) {  // ... and this job would come after the drain time
+            reply.status = 503;
+            reply.body = status(503).body;
+            reply.keep_alive = false;
+            return send(reply);
+        }
         std::string body = run_slow_job(job);
         reply.body = body;
         return send(reply);
@@ -272,7 +325,9 @@ void Session::run_job(const SlowJob& job, Reply& reply) {
 
 // Formats the response straight into output(): one size sum, one
 // reservation, no temporary strings.
-void Session::send(const Reply& r) {
+void Session::send(const Reply& reply) {
+    Reply r = reply;
+    if (stop_requested()) r.keep_alive = false;  // a stop: this is the connection's last answer
     char length[24];
     char* length_end = std::to_chars(length, length + sizeof length, r.body.size()).ptr;
     std::string_view connection = !r.keep_alive ? "Connection: close\r\n"
@@ -329,6 +384,15 @@ bool Session::mid_request() const noexcept {
 
 void Session::set_offload(std::function<bool(const SlowJob&)> offload) {
     offload_ = std::move(offload);
+}
+
+void Session::complete_refused() {
+    assert(job_out_);
+    job_out_ = false;
+    if (aborted_) return;
+    send({.status = 503, .body = status(503).body, .extra = "Retry-After: 1\r\n",
+          .keep_alive = false});
+    process();
 }
 
 void Session::complete(std::string_view body) {

@@ -1,13 +1,19 @@
 // session.h — one connection's protocol state: echo or the HTTP/1.1 subset.
 //
 // A step owns the socket and decides when to read and write; the session
-// owns the bytes. The same four calls serve every model, blocking or not:
+// owns the bytes. The same calls serve every model, blocking or not:
 //
-//     read_some(fd, s.input());   s.process();   write_some(fd, s.output());
+//     read(fd, s.input().writable(kReadSize).data(), kReadSize) -> n
+//     s.input().commit(n)  (or s.on_eof() for 0, s.abort() for an error)
+//     s.process()          answers what is complete
+//     send(fd, s.output().readable()...) -> n;  s.output().consume(n)
 //     s.want()  -> what to wait for next      s.done() -> close now
 //
 //   input()  ──process()──▶  output()
 //   bytes read               responses, in request order
+//
+// During a stop (common/signals.h) every answer says Connection: close, and
+// a request that would start after kDrainTime is answered 503.
 //
 // Thread rule: a Session is used by one thread at a time (its connection's).
 #pragma once
@@ -23,6 +29,10 @@
 namespace ladder {
 
 struct Request;  // http.h
+
+// What one read() asks for: 64 KiB, a loopback segment's worth several
+// times over. A larger request simply takes more reads.
+inline constexpr std::size_t kReadSize = 64 * 1024;
 
 // What the connection wants the loop to wait for next (Bendersky's
 // want_read/want_write): the loop alone turns this into select/poll/epoll
@@ -69,6 +79,11 @@ public:
 
     Want want() const noexcept;
 
+    // True while answers to requests already read are held back by the
+    // output high-water mark: once output() has been sent, process() again
+    // (no read event will come for bytes that were already read).
+    bool held_back() const noexcept { return paused_; }
+
     // True once the connection should be closed: nothing left to send and
     // either the peer is gone or the protocol said close (an error status,
     // Connection: close, HTTP/1.0 without keep-alive).
@@ -92,6 +107,11 @@ public:
     // instead (done() is true: the connection is closing).
     void set_offload(std::function<bool(const SlowJob&)> offload);
     void complete(std::string_view body);
+    // The job was not run (a stop's drain time was over before a worker
+    // took it): answers 503, as a full queue does, and closes.
+    void complete_refused();
+    // True while a SlowJob is out with the offload hook.
+    bool waiting_for_job() const noexcept { return job_out_; }
 
     // Steps with workers: each request is also counted in `worker` (that
     // worker's WorkerCounters::requests), beside the total.
@@ -102,6 +122,7 @@ public:
 private:
     struct Reply;  // a response about to be formatted (session.cpp)
     void process_echo();
+    void process_frame();
     void process_http();
     bool answer_next(Request& req);
     void answer(const Request& req, std::string_view body);

@@ -3,7 +3,9 @@
 #include "error.h"
 
 #include <cassert>
+#include <cstdio>
 #include <new>
+#include <vector>
 #include <sys/mman.h>
 
 namespace ladder {
@@ -34,13 +36,6 @@ void construct(void* block, int workers, Counters*& counters, WorkerCounters*& p
     for (int i = 0; i < workers; ++i) new (per_worker + i) WorkerCounters{};
 }
 
-void field(std::string& out, std::string_view key, std::uint64_t value) {
-    out += ",\"";
-    out += key;
-    out += "\":";
-    out += std::to_string(value);
-}
-
 std::uint64_t load(const std::atomic<std::uint64_t>& c) {
     return c.load(std::memory_order_relaxed);
 }
@@ -65,7 +60,51 @@ void copy(const WorkerCounters& from, WorkerCounters& to) {
     to.connections = load(from.connections);
 }
 
+void key(std::string& out, std::string_view name) {
+    out += ",\"";
+    out += name;
+    out += "\":";
+}
+
 }  // namespace
+
+void json_field(std::string& out, std::string_view name, std::uint64_t value) {
+    key(out, name);
+    out += std::to_string(value);
+}
+
+void json_field(std::string& out, std::string_view name, double value) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.4f", value);
+    key(out, name);
+    out += text;
+}
+
+void json_field(std::string& out, std::string_view name, std::string_view text) {
+    key(out, name);
+    out += '"';
+    out += text;
+    out += '"';
+}
+
+void json_workers(std::string& out, std::string_view name,
+                  std::span<const WorkerCounters* const> each) {
+    key(out, name);
+    out += "[";
+    for (std::size_t i = 0; i < each.size(); ++i) {
+        const WorkerCounters& w = *each[i];
+        out += i ? ",{" : "{";
+        out += "\"id\":" + std::to_string(i);
+        json_field(out, "wakeups", load(w.wakeups));
+        json_field(out, "accepted", load(w.accepted));
+        json_field(out, "wasted_wakeups", load(w.wasted_wakeups));
+        json_field(out, "silent_wakeups", load(w.silent_wakeups));
+        json_field(out, "requests", load(w.requests));
+        json_field(out, "connections", load(w.connections));
+        out += "}";
+    }
+    out += "]";
+}
 
 Stats::Stats(std::string_view step, std::string_view mode, int workers)
     : step_(step), mode_(mode), workers_(workers), storage_(std::make_shared<Shared>(workers)) {
@@ -101,30 +140,39 @@ std::string Stats::json() const {
     // reads can then only make "open" too high, never negative.
     std::uint64_t closed = load(c.closed);
     std::uint64_t accepted = load(c.accepted);
-    field(out, "accepted", accepted);
-    field(out, "closed", closed);
-    field(out, "open", accepted - closed);
-    field(out, "refused", load(c.refused));
-    field(out, "requests", load(c.requests));
-    field(out, "bytes_in", load(c.bytes_in));
-    field(out, "bytes_out", load(c.bytes_out));
-    field(out, "wakeups", load(c.wakeups));
-    field(out, "timeouts", load(c.timeouts));
+    json_field(out, "accepted", accepted);
+    json_field(out, "closed", closed);
+    json_field(out, "open", accepted - closed);
+    json_field(out, "refused", load(c.refused));
+    json_field(out, "requests", load(c.requests));
+    json_field(out, "bytes_in", load(c.bytes_in));
+    json_field(out, "bytes_out", load(c.bytes_out));
+    json_field(out, "wakeups", load(c.wakeups));
+    json_field(out, "timeouts", load(c.timeouts));
     if (workers_ > 0) {
-        out += ",\"workers\":[";
+        std::vector<const WorkerCounters*> each;
+        double sum = 0, squares = 0, wasted = 0;
         for (int i = 0; i < workers_; ++i) {
             const WorkerCounters& w = worker_counters_[i];
-            out += i ? ",{" : "{";
-            out += "\"id\":" + std::to_string(i);
-            field(out, "wakeups", load(w.wakeups));
-            field(out, "accepted", load(w.accepted));
-            field(out, "wasted_wakeups", load(w.wasted_wakeups));
-            field(out, "silent_wakeups", load(w.silent_wakeups));
-            field(out, "requests", load(w.requests));
-            field(out, "connections", load(w.connections));
-            out += "}";
+            each.push_back(&w);
+            auto x = double(load(w.connections));
+            sum += x;
+            squares += x * x;
+            wasted += double(load(w.wasted_wakeups) + load(w.silent_wakeups));
         }
-        out += "]";
+        json_workers(out, "workers", each);
+        if (sum > 0) {
+            json_field(out, "wasted_per_connection", wasted / sum);
+            json_field(out, "fairness", sum * sum / (workers_ * squares));
+            out += ",\"shares\":[";
+            for (int i = 0; i < workers_; ++i) {
+                char share[16];
+                std::snprintf(share, sizeof share, "%s%.4f", i ? "," : "",
+                              double(load(worker_counters_[i].connections)) / sum);
+                out += share;
+            }
+            out += "]";
+        }
     }
     if (extra_) extra_(out);
     out += "}";

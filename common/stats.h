@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -55,7 +56,11 @@ public:
     void share_across_fork();
 
     // Extra "key":value pairs a step wants in its JSON (appended verbatim,
-    // each starting with a comma).
+    // each starting with a comma). With workers that serve connections the
+    // line also says how the connections were spread: "shares" (each
+    // worker's connections / all), Jain's "fairness" J = (Σx)² / (n·Σx²)
+    // (1: all served as many, 1/n: one served them all), and
+    // "wasted_per_connection" ((wasted + silent wake-ups) / connections).
     void set_extra(std::function<void(std::string&)> extra) { extra_ = std::move(extra); }
 
     std::string json() const;
@@ -70,6 +75,17 @@ private:
     WorkerCounters* worker_counters_;
     std::function<void(std::string&)> extra_;
 };
+
+// ,"key":value — one field of a JSON object being written (the stats line
+// and the fields a step adds to it with set_extra). Doubles get 4 decimals.
+void json_field(std::string& out, std::string_view key, std::uint64_t value);
+void json_field(std::string& out, std::string_view key, double value);
+void json_field(std::string& out, std::string_view key, std::string_view text);  // quoted
+
+// ,"key":[{"id":0,"wakeups":...},...]: one object per set of counts (the
+// stats line's "workers"; step 09 also lists its I/O loops this way).
+void json_workers(std::string& out, std::string_view key,
+                  std::span<const WorkerCounters* const> each);
 
 // Convenience: relaxed increment.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {

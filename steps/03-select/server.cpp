@@ -1,5 +1,5 @@
 // Step 03 — select(): one thread, many clients.
-// Adds:    non-blocking sockets; select() over fd_sets; on_accept / on_readable / on_writable.
+// Adds:    non-blocking accept4, read and send; select over fd_sets (FD_ZERO, FD_SET, FD_ISSET).
 // Why:     the thread sleeps until *any* socket is ready, so no client waits on another.
 // Costs:   every call copies and scans all the fds, ready or not; fds >= FD_SETSIZE can't be watched.
 // Observe: make step-03; make test-steps PYTEST_ARGS='-k "03 and fd_setsize"'
@@ -14,15 +14,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
 
 namespace {
 
 using ladder::Clock;
 using ladder::Conn;
-using ladder::IoResult;
 
 constexpr ladder::StepInfo kStep{
-    .program = "step-03",
     .summary = "Step 03 — select(): one thread watches every socket.",
 };
 
@@ -31,7 +32,7 @@ struct Loop {
     ladder::Mode mode;
     ladder::Stats& stats;
     ladder::Timeouts timeouts;
-    ladder::ConnTable conns;
+    ladder::ConnTable conns = {};
 };
 
 void close_conn(Loop& loop, Conn& c) {
@@ -39,46 +40,95 @@ void close_conn(Loop& loop, Conn& c) {
     loop.conns.remove(c);  // closes the socket
 }
 
-// Takes one client off the accept queue. False when the queue was empty.
+// A handler has run: close the connection if it is finished, or remember
+// what it waits for next. select() is told the interest anew on every call.
+void rewatch(Loop& loop, Conn& c, ladder::Want want) {
+    if (c.session.done()) {
+        close_conn(loop, c);
+    } else {
+        c.want = want;
+    }
+}
+
+// [exercise:accept]
+// [snip:accept]
+// Takes one client off the accept queue. False when there is none to take now.
 bool accept_one(Loop& loop) {
-    bool refused = false;
-    std::optional<ladder::Fd> fd = ladder::try_accept(loop.listener, true, &refused);
-    if (refused) ladder::bump(loop.stats.counters().refused);
-    if (!fd) return refused;
-    ladder::bump(loop.stats.counters().accepted);
+    int fd = ::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN) return false;  // the queue is empty
+        if (errno == EMFILE || errno == ENFILE)
+            return ladder::refuse_one_client(loop.listener, errno, loop.stats.counters());
+        if (errno == EINTR || ladder::client_gone_before_accept(errno)) return true;
+        ladder::throw_sys("accept4");
+    }
     // [snip:fd-setsize]
     // fd_set is a fixed bitmap of FD_SETSIZE (1024) bits: FD_SET on a larger
     // descriptor writes past its end. Refuse the client instead.
-    if (fd->get() >= FD_SETSIZE) {
+    if (fd >= FD_SETSIZE) {
+        ladder::Fd refused(fd);  // closed at the end of this block: the client sees a close
         std::fprintf(stderr, "step-03: fd %d >= FD_SETSIZE (%d): select() cannot watch it; "
-                     "closing that client\n", fd->get(), FD_SETSIZE);
+                     "closing that client\n", fd, FD_SETSIZE);
         ladder::bump(loop.stats.counters().refused);
-        ladder::bump(loop.stats.counters().closed);
         return true;
     }
     // [/snip]
-    Conn& c = loop.conns.add(std::move(*fd), loop.mode, loop.stats);
+    ladder::bump(loop.stats.counters().accepted);
+    Conn& c = loop.conns.add(ladder::Fd(fd), loop.mode, loop.stats);
     c.deadline = loop.timeouts.deadline(Clock::now(), false);
     return true;
 }
+// [/snip]
+// [/exercise]
 
 // Level-triggered: clients still queued make the listener ready again on
 // the next pass, so one accept per wake-up loses nothing.
 void on_accept(Loop& loop) { accept_one(loop); }
 
-// One read per readiness: while bytes remain the socket stays ready, and the
-// next pass reads more. c.answer() runs the protocol and writes what the
-// socket takes now (common/conn.h).
-ladder::Want on_readable(Loop& loop, Conn& c) {
-    IoResult r = ladder::read_some(c.fd, c.session.input());
-    if (r.kind == IoResult::eof)
-        c.session.on_eof();
-    else if (r.kind == IoResult::error)
+// [snip:send]
+// Answers what has arrived and sends it, as much as the socket takes now.
+// EAGAIN: its send buffer is full; the rest waits for it to be writable.
+ladder::Want on_writable(Loop& loop, Conn& c) {
+    do {
+        c.session.process();
+        std::string_view out = c.session.output().readable();
+        if (out.empty()) break;
+        // MSG_NOSIGNAL: a client that has gone is EPIPE, not a SIGPIPE.
+        ssize_t n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
+        if (n >= 0)
+            c.session.output().consume(std::size_t(n));
+        else if (errno != EAGAIN && errno != EINTR)
+            c.session.abort();  // EPIPE, ECONNRESET: this client only
+    } while (c.session.output().empty() && c.session.held_back());
+    c.rearm(Clock::now(), loop.timeouts);
+    return c.session.want();
+}
+// [/snip]
+
+// [snip:read]
+// One read() into the session's input, its result checked: bytes are kept,
+// 0 is the client's FIN, EAGAIN and EINTR leave nothing to do, and any
+// other error (ECONNRESET) ends this client only. Returns what read() did.
+ssize_t read_input(Conn& c) {
+    char* room = c.session.input().writable(ladder::kReadSize).data();
+    ssize_t n = ::read(c.fd.get(), room, ladder::kReadSize);
+    if (n > 0)
+        c.session.input().commit(std::size_t(n));
+    else if (n == 0)
+        c.session.on_eof();  // answer what is complete, then close
+    else if (errno != EAGAIN && errno != EINTR)
         c.session.abort();
-    return c.answer(loop.timeouts);
+    return n;
 }
 
-ladder::Want on_writable(Loop& loop, Conn& c) { return c.answer(loop.timeouts); }
+// One read per readiness: while bytes remain the socket stays ready, and the
+// next pass reads more. Then answer at once: a socket with room in its send
+// buffer takes the answer without waiting for a writable event.
+ladder::Want on_readable(Loop& loop, Conn& c) {
+    read_input(c);
+    return on_writable(loop, c);
+}
+// [/snip]
 
 void run(Loop& loop) {
     ladder::Sweep sweep;
@@ -89,17 +139,17 @@ void run(Loop& loop) {
         }
     };
     while (!drain.finished(loop.conns, close, take_queue)) {
+        // [exercise:loop]
         // [snip:select-loop]
         // select() overwrites the sets with the ready subset, so they are
         // rebuilt from every connection's Want on every pass.
         fd_set readable, writable;
         FD_ZERO(&readable);
         FD_ZERO(&writable);
-        int max_fd = -1;
+        int max_fd = std::max(loop.listener.get(), ladder::stop_fd());
         if (!drain.stopping()) {
             FD_SET(loop.listener.get(), &readable);
-            FD_SET(ladder::stop_fd(), &readable);
-            max_fd = std::max(loop.listener.get(), ladder::stop_fd());
+            FD_SET(ladder::stop_fd(), &readable);  // a signalfd: SIGTERM is pending
         }
         loop.conns.for_each([&](Conn& c) {
             if (c.want.read) FD_SET(c.fd.get(), &readable);
@@ -118,17 +168,15 @@ void run(Loop& loop) {
         // [snip:select-scan]
         // The kernel says how many are ready, not which: scan them all.
         loop.conns.for_each([&](Conn& c) {
-            int fd = c.fd.get();
-            if (FD_ISSET(fd, &readable))
-                c.want = on_readable(loop, c);
-            else if (FD_ISSET(fd, &writable))
-                c.want = on_writable(loop, c);
-            else
-                return;
-            if (c.session.done()) close_conn(loop, c);
+            if (FD_ISSET(c.fd.get(), &readable))
+                rewatch(loop, c, on_readable(loop, c));
+            else if (FD_ISSET(c.fd.get(), &writable))
+                rewatch(loop, c, on_writable(loop, c));
         });
         if (!drain.stopping() && FD_ISSET(loop.listener.get(), &readable)) on_accept(loop);
+        if (!drain.stopping() && FD_ISSET(ladder::stop_fd(), &readable)) ladder::request_stop();
         // [/snip]
+        // [/exercise]
         if (Clock::time_point now = Clock::now(); sweep.due(now))
             loop.conns.close_expired(now, [&](Conn& c) {
                 ladder::bump(loop.stats.counters().timeouts);
@@ -141,16 +189,16 @@ void run(Loop& loop) {
 
 int main(int argc, char** argv) try {
     ladder::Timeouts timeouts;
-    ladder::Options options = ladder::parse_options(argc, argv, kStep, timeouts.flags());
+    std::vector<ladder::Flag> flags = timeouts.flags();
+    ladder::Options options = ladder::parse_options(argc, argv, kStep, flags);
     ladder::install_stop_handlers();
     ladder::raise_fd_limit();
-    ladder::Stats stats("03", ladder::to_string(options.mode));
-    Loop loop{.listener = ladder::listen_tcp(
-                  {.host = options.host, .port = options.port, .nonblocking = true}),
-              .mode = options.mode, .stats = stats, .timeouts = timeouts, .conns = {}};
+    ladder::Stats stats(kStep.number, ladder::to_string(options.mode));
+    Loop loop{.listener = ladder::listen_tcp(options.host, options.port, true),
+              .mode = options.mode, .stats = stats, .timeouts = timeouts};
     ladder::announce_listening(loop.listener);
     run(loop);
-    std::printf("%s\n", loop.stats.json().c_str());
+    std::printf("%s\n", stats.json().c_str());
     return 0;
 } catch (const std::exception& e) {
     return ladder::report_fatal(kStep.program, e);

@@ -14,15 +14,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
 
 namespace {
 
 using ladder::Clock;
 using ladder::Conn;
-using ladder::IoResult;
 
 constexpr ladder::StepInfo kStep{
-    .program = "step-05",
     .summary = "Step 05 — epoll, level-triggered: the kernel keeps the interest list.",
 };
 constexpr int kMaxEvents = 256;  // ready fds taken per epoll_wait; the rest wait for the next
@@ -32,14 +33,15 @@ struct Loop {
     ladder::Mode mode;
     ladder::Stats& stats;
     ladder::Timeouts timeouts;
-    ladder::ConnTable conns;
-    ladder::Fd epoll;
+    ladder::Fd epoll{::epoll_create1(EPOLL_CLOEXEC)};  // the interest list, in the kernel
+    ladder::ConnTable conns = {};
 };
 
 std::uint32_t events_for(ladder::Want want) {
     return (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
+// [exercise:rewatch]
 // [snip:epoll-ctl]
 // Tells the kernel what to watch on `fd`: EPOLL_CTL_ADD, _MOD or _DEL.
 void watch(Loop& loop, int op, int fd, std::uint32_t events) {
@@ -48,49 +50,97 @@ void watch(Loop& loop, int op, int fd, std::uint32_t events) {
         ladder::throw_sys("epoll_ctl(fd " + std::to_string(fd) + ")");
 }
 
-// The interest list lives in the kernel: change it only when the Want does.
-void rewatch(Loop& loop, Conn& c, ladder::Want want) {
-    if (want.read != c.want.read || want.write != c.want.write)
-        watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
-    c.want = want;
-}
-// [/snip]
-
+// Closing a socket also takes it off every epoll interest list.
 void close_conn(Loop& loop, Conn& c) {
     ladder::bump(loop.stats.counters().closed);
-    loop.conns.remove(c);  // closing the socket also takes it off the epoll list
+    loop.conns.remove(c);  // closes the socket
 }
 
-// Takes one client off the accept queue. False when the queue was empty.
+// A handler has run: close the connection if it is finished, or tell the
+// kernel what it waits for next. The interest list lives in the kernel:
+// change it only when the Want does. EPOLLOUT only while output waits: a
+// socket with room in its send buffer is writable nearly always.
+void rewatch(Loop& loop, Conn& c, ladder::Want want) {
+    if (c.session.done()) {
+        close_conn(loop, c);
+    } else {
+        if (want.read != c.want.read || want.write != c.want.write)
+            watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
+        c.want = want;
+    }
+}
+// [/snip]
+// [/exercise]
+
+// [exercise:accept]
+// [snip:accept]
+// Takes one client off the accept queue. False when there is none to take now.
 bool accept_one(Loop& loop) {
-    bool refused = false;
-    std::optional<ladder::Fd> fd = ladder::try_accept(loop.listener, true, &refused);
-    if (refused) ladder::bump(loop.stats.counters().refused);
-    if (!fd) return refused;
+    int fd = ::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN) return false;  // the queue is empty
+        if (errno == EMFILE || errno == ENFILE)
+            return ladder::refuse_one_client(loop.listener, errno, loop.stats.counters());
+        if (errno == EINTR || ladder::client_gone_before_accept(errno)) return true;
+        ladder::throw_sys("accept4");
+    }
     ladder::bump(loop.stats.counters().accepted);
-    Conn& c = loop.conns.add(std::move(*fd), loop.mode, loop.stats);
+    Conn& c = loop.conns.add(ladder::Fd(fd), loop.mode, loop.stats);
     c.deadline = loop.timeouts.deadline(Clock::now(), false);
-    watch(loop, EPOLL_CTL_ADD, c.fd.get(), events_for(c.want));
+    watch(loop, EPOLL_CTL_ADD, fd, events_for(c.want));
     return true;
 }
+// [/snip]
+// [/exercise]
 
 // Level-triggered: clients still queued make the listener ready again on
 // the next pass, so one accept per wake-up loses nothing.
 void on_accept(Loop& loop) { accept_one(loop); }
 
-// One read per readiness: while bytes remain the socket stays ready, and the
-// next pass reads more. c.answer() runs the protocol and writes what the
-// socket takes now (common/conn.h).
-ladder::Want on_readable(Loop& loop, Conn& c) {
-    IoResult r = ladder::read_some(c.fd, c.session.input());
-    if (r.kind == IoResult::eof)
-        c.session.on_eof();
-    else if (r.kind == IoResult::error)
+// [snip:send]
+// Answers what has arrived and sends it, as much as the socket takes now.
+// EAGAIN: its send buffer is full; the rest waits for it to be writable.
+ladder::Want on_writable(Loop& loop, Conn& c) {
+    do {
+        c.session.process();
+        std::string_view out = c.session.output().readable();
+        if (out.empty()) break;
+        // MSG_NOSIGNAL: a client that has gone is EPIPE, not a SIGPIPE.
+        ssize_t n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
+        if (n >= 0)
+            c.session.output().consume(std::size_t(n));
+        else if (errno != EAGAIN && errno != EINTR)
+            c.session.abort();  // EPIPE, ECONNRESET: this client only
+    } while (c.session.output().empty() && c.session.held_back());
+    c.rearm(Clock::now(), loop.timeouts);
+    return c.session.want();
+}
+// [/snip]
+
+// [snip:read]
+// One read() into the session's input, its result checked: bytes are kept,
+// 0 is the client's FIN, EAGAIN and EINTR leave nothing to do, and any
+// other error (ECONNRESET) ends this client only. Returns what read() did.
+ssize_t read_input(Conn& c) {
+    char* room = c.session.input().writable(ladder::kReadSize).data();
+    ssize_t n = ::read(c.fd.get(), room, ladder::kReadSize);
+    if (n > 0)
+        c.session.input().commit(std::size_t(n));
+    else if (n == 0)
+        c.session.on_eof();  // answer what is complete, then close
+    else if (errno != EAGAIN && errno != EINTR)
         c.session.abort();
-    return c.answer(loop.timeouts);
+    return n;
 }
 
-ladder::Want on_writable(Loop& loop, Conn& c) { return c.answer(loop.timeouts); }
+// One read per readiness: while bytes remain the socket stays ready, and the
+// next pass reads more. Then answer at once: a socket with room in its send
+// buffer takes the answer without waiting for a writable event.
+ladder::Want on_readable(Loop& loop, Conn& c) {
+    read_input(c);
+    return on_writable(loop, c);
+}
+// [/snip]
 
 void run(Loop& loop) {
     ladder::Sweep sweep;
@@ -101,10 +151,11 @@ void run(Loop& loop) {
         }
     };
     while (!drain.finished(loop.conns, close, take_queue)) {
+        // [exercise:loop]
         // [snip:epoll-wait]
         epoll_event events[kMaxEvents];
-        int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents,
-                                 sweep.wait_ms(Clock::now()));
+        int wait_ms = sweep.wait_ms(Clock::now());
+        int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents, wait_ms);
         ladder::bump(loop.stats.counters().wakeups);
         if (ready < 0) {
             if (errno == EINTR) continue;
@@ -115,20 +166,20 @@ void run(Loop& loop) {
             int fd = events[i].data.fd;
             if (fd == loop.listener.get()) {
                 on_accept(loop);
-            } else if (fd == ladder::stop_fd()) {
+            } else if (fd == ladder::stop_fd()) {  // a signalfd: SIGTERM is pending
+                ladder::request_stop();
                 watch(loop, EPOLL_CTL_DEL, loop.listener.get(), 0);  // no new clients
                 watch(loop, EPOLL_CTL_DEL, fd, 0);  // it stays readable: stop watching
             } else if (Conn* c = loop.conns.find(fd)) {
-                ladder::Want want = (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                                        ? on_readable(loop, *c)
-                                        : on_writable(loop, *c);
-                if (c->session.done())
-                    close_conn(loop, *c);
+                // EPOLLHUP and EPOLLERR come whether asked for or not; a read reports them.
+                if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                    rewatch(loop, *c, on_readable(loop, *c));
                 else
-                    rewatch(loop, *c, want);
+                    rewatch(loop, *c, on_writable(loop, *c));
             }
         }
         // [/snip]
+        // [/exercise]
         if (Clock::time_point now = Clock::now(); sweep.due(now))
             loop.conns.close_expired(now, [&](Conn& c) {
                 ladder::bump(loop.stats.counters().timeouts);
@@ -141,20 +192,19 @@ void run(Loop& loop) {
 
 int main(int argc, char** argv) try {
     ladder::Timeouts timeouts;
-    ladder::Options options = ladder::parse_options(argc, argv, kStep, timeouts.flags());
+    std::vector<ladder::Flag> flags = timeouts.flags();
+    ladder::Options options = ladder::parse_options(argc, argv, kStep, flags);
     ladder::install_stop_handlers();
     ladder::raise_fd_limit();
-    ladder::Stats stats("05", ladder::to_string(options.mode));
-    Loop loop{.listener = ladder::listen_tcp(
-                  {.host = options.host, .port = options.port, .nonblocking = true}),
-              .mode = options.mode, .stats = stats, .timeouts = timeouts, .conns = {},
-              .epoll = ladder::Fd(::epoll_create1(EPOLL_CLOEXEC))};
+    ladder::Stats stats(kStep.number, ladder::to_string(options.mode));
+    Loop loop{.listener = ladder::listen_tcp(options.host, options.port, true),
+              .mode = options.mode, .stats = stats, .timeouts = timeouts};
     if (!loop.epoll) ladder::throw_sys("epoll_create1");
     watch(loop, EPOLL_CTL_ADD, loop.listener.get(), EPOLLIN);
     watch(loop, EPOLL_CTL_ADD, ladder::stop_fd(), EPOLLIN);
     ladder::announce_listening(loop.listener);
     run(loop);
-    std::printf("%s\n", loop.stats.json().c_str());
+    std::printf("%s\n", stats.json().c_str());
     return 0;
 } catch (const std::exception& e) {
     return ladder::report_fatal(kStep.program, e);

@@ -1,5 +1,5 @@
 // Step 06 — epoll, edge-triggered.
-// Adds:    EPOLLET; accept and read loops that drain the socket (EAGAIN or a short read).
+// Adds:    EPOLLET; accept4 until EAGAIN, and read until -1 with errno EAGAIN.
 // Why:     one wake-up per readiness change: fewer epoll_wait returns.
 // Costs:   stop before EAGAIN and the connection stalls: no second edge (see --naive-et).
 // Observe: make step-06; make test-steps PYTEST_ARGS='-k "06 and drain"'
@@ -14,16 +14,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <vector>
 
 namespace {
 
 using ladder::Clock;
 using ladder::Conn;
-using ladder::IoResult;
 
 constexpr ladder::StepInfo kStep{
-    .program = "step-06",
     .summary = "Step 06 — epoll, edge-triggered: read and accept until EAGAIN.",
 };
 constexpr int kMaxEvents = 256;  // ready fds taken per epoll_wait; the rest wait for the next
@@ -33,15 +33,14 @@ struct Loop {
     ladder::Mode mode;
     ladder::Stats& stats;
     ladder::Timeouts timeouts;
-    ladder::ConnTable conns;
-    ladder::Fd epoll;
+    ladder::Fd epoll{::epoll_create1(EPOLL_CLOEXEC)};  // the interest list, in the kernel
+    ladder::ConnTable conns = {};
     bool naive_et = false;  // teaching aid: one read per event, the classic ET bug
 };
 
-// EPOLLRDHUP: the event says when the peer has sent its FIN (on_readable
-// needs to know).
+// EPOLLET: report a change of readiness once, not the state on every wait.
 std::uint32_t events_for(ladder::Want want) {
-    return EPOLLET | EPOLLRDHUP | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
+    return EPOLLET | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
 // [snip:epoll-ctl]
@@ -52,66 +51,114 @@ void watch(Loop& loop, int op, int fd, std::uint32_t events) {
         ladder::throw_sys("epoll_ctl(fd " + std::to_string(fd) + ")");
 }
 
-// The interest list lives in the kernel: change it only when the Want does.
-// EPOLL_CTL_MOD also re-checks readiness, so input left unread while the
-// session was not reading (output above its high-water mark) raises a new
-// edge the moment reading is wanted again.
+// Closing a socket also takes it off every epoll interest list.
+void close_conn(Loop& loop, Conn& c) {
+    ladder::bump(loop.stats.counters().closed);
+    loop.conns.remove(c);  // closes the socket
+}
+
+// A handler has run: close the connection if it is finished, or tell the
+// kernel what it waits for next. The interest list lives in the kernel:
+// change it only when the Want does. EPOLLOUT only while output waits: a
+// socket with room in its send buffer is writable nearly always.
+// EPOLL_CTL_MOD also re-checks readiness: input left unread while the
+// session was not reading (its output above the high-water mark) raises a
+// new edge the moment reading is wanted again.
 void rewatch(Loop& loop, Conn& c, ladder::Want want) {
-    if (want.read != c.want.read || want.write != c.want.write)
-        watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
-    c.want = want;
+    if (c.session.done()) {
+        close_conn(loop, c);
+    } else {
+        if (want.read != c.want.read || want.write != c.want.write)
+            watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
+        c.want = want;
+    }
 }
 // [/snip]
 
-void close_conn(Loop& loop, Conn& c) {
-    ladder::bump(loop.stats.counters().closed);
-    loop.conns.remove(c);  // closing the socket also takes it off the epoll list
-}
-
-// Takes one client off the accept queue. False when the queue was empty.
+// [snip:accept]
+// Takes one client off the accept queue. False when there is none to take now.
 bool accept_one(Loop& loop) {
-    bool refused = false;
-    std::optional<ladder::Fd> fd = ladder::try_accept(loop.listener, true, &refused);
-    if (refused) ladder::bump(loop.stats.counters().refused);
-    if (!fd) return refused;
+    int fd = ::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN) return false;  // the queue is empty
+        if (errno == EMFILE || errno == ENFILE)
+            return ladder::refuse_one_client(loop.listener, errno, loop.stats.counters());
+        if (errno == EINTR || ladder::client_gone_before_accept(errno)) return true;
+        ladder::throw_sys("accept4");
+    }
     ladder::bump(loop.stats.counters().accepted);
-    Conn& c = loop.conns.add(std::move(*fd), loop.mode, loop.stats);
+    Conn& c = loop.conns.add(ladder::Fd(fd), loop.mode, loop.stats);
     c.deadline = loop.timeouts.deadline(Clock::now(), false);
-    watch(loop, EPOLL_CTL_ADD, c.fd.get(), events_for(c.want));
+    watch(loop, EPOLL_CTL_ADD, fd, events_for(c.want));
     return true;
 }
+// [/snip]
 
-// [snip:et-drain]
+// [exercise:accept-drain]
+// [snip:et-accept]
 // Edge-triggered: the listener reports one edge for a burst of clients, so
-// take them all now; one left in the queue would wait for the next connect.
+// take them all, until accept4() says EAGAIN; a client left in the queue
+// would wait for the next one to connect.
 void on_accept(Loop& loop) {
     while (accept_one(loop)) {
     }
 }
+// [/snip]
+// [/exercise]
 
-// ET reports a change, not a state: read until the socket is empty (or
-// until the session stops reading), or bytes already in it never wake us
-// again. Empty means EAGAIN — or a short read: read() hands over all the
-// socket holds, so getting less than asked proves it empty, and any byte
-// arriving later is a change, a new edge. That saves the read that only
-// says EAGAIN: one system call in three per request. The exception is a FIN
-// that came with the bytes (`peer_closed`): it raises no edge of its own,
-// so read on to the end-of-file.
-ladder::Want on_readable(Loop& loop, Conn& c, bool peer_closed) {
-    for (;;) {
-        IoResult r = ladder::read_some(c.fd, c.session.input());
-        if (r.kind == IoResult::eof)
-            c.session.on_eof();
-        else if (r.kind == IoResult::error)
-            c.session.abort();
-        ladder::Want want = c.answer(loop.timeouts);
-        if (r.kind != IoResult::ok || !want.read || loop.naive_et) return want;
-        if (r.drained && !peer_closed) return want;
-    }
+// [snip:send]
+// Answers what has arrived and sends it, as much as the socket takes now.
+// EAGAIN: its send buffer is full; the rest waits for it to be writable.
+ladder::Want on_writable(Loop& loop, Conn& c) {
+    do {
+        c.session.process();
+        std::string_view out = c.session.output().readable();
+        if (out.empty()) break;
+        // MSG_NOSIGNAL: a client that has gone is EPIPE, not a SIGPIPE.
+        ssize_t n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
+        if (n >= 0)
+            c.session.output().consume(std::size_t(n));
+        else if (errno != EAGAIN && errno != EINTR)
+            c.session.abort();  // EPIPE, ECONNRESET: this client only
+    } while (c.session.output().empty() && c.session.held_back());
+    c.rearm(Clock::now(), loop.timeouts);
+    return c.session.want();
 }
 // [/snip]
 
-ladder::Want on_writable(Loop& loop, Conn& c) { return c.answer(loop.timeouts); }
+// [exercise:drain]
+// [snip:read]
+// One read() into the session's input, its result checked: bytes are kept,
+// 0 is the client's FIN, EAGAIN and EINTR leave nothing to do, and any
+// other error (ECONNRESET) ends this client only. Returns what read() did.
+ssize_t read_input(Conn& c) {
+    char* room = c.session.input().writable(ladder::kReadSize).data();
+    ssize_t n = ::read(c.fd.get(), room, ladder::kReadSize);
+    if (n > 0)
+        c.session.input().commit(std::size_t(n));
+    else if (n == 0)
+        c.session.on_eof();  // answer what is complete, then close
+    else if (errno != EAGAIN && errno != EINTR)
+        c.session.abort();
+    return n;
+}
+
+// [snip:et-drain]
+// ET reports a change, not a state: read until read() fails with EAGAIN, or
+// bytes already in the socket never wake us again. Answer after each read:
+// a client that sends without pause is answered as it goes, and stops being
+// read once its answers pile up (want.read turns false).
+ladder::Want on_readable(Loop& loop, Conn& c) {
+    for (;;) {
+        ssize_t n = read_input(c);
+        bool empty = n < 0 && errno == EAGAIN;  // the next byte to arrive is a new edge
+        ladder::Want want = on_writable(loop, c);
+        if (empty || !want.read || loop.naive_et) return want;
+    }
+}
+// [/snip]
+// [/snip]
+// [/exercise]
 
 void run(Loop& loop) {
     ladder::Sweep sweep;
@@ -124,8 +171,8 @@ void run(Loop& loop) {
     while (!drain.finished(loop.conns, close, take_queue)) {
         // [snip:epoll-wait]
         epoll_event events[kMaxEvents];
-        int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents,
-                                 sweep.wait_ms(Clock::now()));
+        int wait_ms = sweep.wait_ms(Clock::now());
+        int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents, wait_ms);
         ladder::bump(loop.stats.counters().wakeups);
         if (ready < 0) {
             if (errno == EINTR) continue;
@@ -136,19 +183,16 @@ void run(Loop& loop) {
             int fd = events[i].data.fd;
             if (fd == loop.listener.get()) {
                 on_accept(loop);
-            } else if (fd == ladder::stop_fd()) {
+            } else if (fd == ladder::stop_fd()) {  // a signalfd: SIGTERM is pending
+                ladder::request_stop();
                 watch(loop, EPOLL_CTL_DEL, loop.listener.get(), 0);  // no new clients
                 watch(loop, EPOLL_CTL_DEL, fd, 0);  // it stays readable: stop watching
             } else if (Conn* c = loop.conns.find(fd)) {
-                std::uint32_t got = events[i].events;
-                ladder::Want want =
-                    (got & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                        ? on_readable(loop, *c, got & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                        : on_writable(loop, *c);
-                if (c->session.done())
-                    close_conn(loop, *c);
+                // EPOLLHUP and EPOLLERR come whether asked for or not; a read reports them.
+                if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                    rewatch(loop, *c, on_readable(loop, *c));
                 else
-                    rewatch(loop, *c, want);
+                    rewatch(loop, *c, on_writable(loop, *c));
             }
         }
         // [/snip]
@@ -164,25 +208,24 @@ void run(Loop& loop) {
 
 int main(int argc, char** argv) try {
     ladder::Timeouts timeouts;
-    bool naive_et = false;
     std::vector<ladder::Flag> flags = timeouts.flags();
+    bool naive_et = false;
     flags.push_back({.name = "naive-et",
                      .help = "teaching aid: read once per event, and watch it stall",
                      .target = &naive_et});
     ladder::Options options = ladder::parse_options(argc, argv, kStep, flags);
     ladder::install_stop_handlers();
     ladder::raise_fd_limit();
-    ladder::Stats stats("06", ladder::to_string(options.mode));
-    Loop loop{.listener = ladder::listen_tcp(
-                  {.host = options.host, .port = options.port, .nonblocking = true}),
-              .mode = options.mode, .stats = stats, .timeouts = timeouts, .conns = {},
-              .epoll = ladder::Fd(::epoll_create1(EPOLL_CLOEXEC)), .naive_et = naive_et};
+    ladder::Stats stats(kStep.number, ladder::to_string(options.mode));
+    Loop loop{.listener = ladder::listen_tcp(options.host, options.port, true),
+              .mode = options.mode, .stats = stats, .timeouts = timeouts,
+              .naive_et = naive_et};
     if (!loop.epoll) ladder::throw_sys("epoll_create1");
     watch(loop, EPOLL_CTL_ADD, loop.listener.get(), EPOLLIN | EPOLLET);
     watch(loop, EPOLL_CTL_ADD, ladder::stop_fd(), EPOLLIN);
     ladder::announce_listening(loop.listener);
     run(loop);
-    std::printf("%s\n", loop.stats.json().c_str());
+    std::printf("%s\n", stats.json().c_str());
     return 0;
 } catch (const std::exception& e) {
     return ladder::report_fatal(kStep.program, e);

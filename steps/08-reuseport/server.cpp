@@ -1,5 +1,5 @@
 // Step 08 — SO_REUSEPORT: a listener and a loop per worker.
-// Adds:    --workers N threads, each step 06's loop on its own SO_REUSEPORT listener.
+// Adds:    --workers N threads, each step 06's loop on its own listener: SO_REUSEPORT, bind per worker.
 // Why:     the kernel hashes each new connection to one listener: one queue, one waiter.
 // Costs:   each listener queues its own clients: close it and those are reset, not moved.
 // Observe: make step-08; make test-steps PYTEST_ARGS='-k "08 and reuseport"'
@@ -16,17 +16,17 @@
 #include <exception>
 #include <memory>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace {
 
 using ladder::Clock;
 using ladder::Conn;
-using ladder::IoResult;
 
 constexpr ladder::StepInfo kStep{
-    .program = "step-08",
     .summary = "Step 08 — SO_REUSEPORT: N workers, each with its own listener and loop.",
     .has_workers = true,
 };
@@ -36,18 +36,19 @@ struct Loop {
     ladder::Fd listener;
     ladder::Mode mode;
     ladder::Stats& stats;
-    ladder::WorkerCounters& worker;  // this loop's own counts, in stats
     ladder::Timeouts timeouts;
-    ladder::ConnTable conns;
-    ladder::Fd epoll;
+    ladder::WorkerCounters& worker;  // this loop's own counts, in stats
+    ladder::Fd epoll{::epoll_create1(EPOLL_CLOEXEC)};  // the interest list, in the kernel
+    ladder::ConnTable conns = {};
 };
 
-// EPOLLRDHUP: the event says when the peer has sent its FIN (on_readable
-// needs to know).
+// EPOLLET: report a change of readiness once, not the state on every wait.
+// EPOLLRDHUP: say so when the client's FIN has arrived (on_readable needs it).
 std::uint32_t events_for(ladder::Want want) {
     return EPOLLET | EPOLLRDHUP | (want.read ? EPOLLIN : 0u) | (want.write ? EPOLLOUT : 0u);
 }
 
+// [snip:epoll-ctl]
 // Tells the kernel what to watch on `fd`: EPOLL_CTL_ADD, _MOD or _DEL.
 void watch(Loop& loop, int op, int fd, std::uint32_t events) {
     epoll_event ev{.events = events, .data = {.fd = fd}};
@@ -55,87 +56,141 @@ void watch(Loop& loop, int op, int fd, std::uint32_t events) {
         ladder::throw_sys("epoll_ctl(fd " + std::to_string(fd) + ")");
 }
 
-// The interest list lives in the kernel: change it only when the Want does.
-// EPOLL_CTL_MOD also re-checks readiness, so input left unread while the
-// session was not reading (output above its high-water mark) raises a new
-// edge the moment reading is wanted again.
-void rewatch(Loop& loop, Conn& c, ladder::Want want) {
-    if (want.read != c.want.read || want.write != c.want.write)
-        watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
-    c.want = want;
-}
-
+// Closing a socket also takes it off every epoll interest list.
 void close_conn(Loop& loop, Conn& c) {
     ladder::bump(loop.stats.counters().closed);
-    loop.conns.remove(c);  // closing the socket also takes it off the epoll list
+    loop.conns.remove(c);  // closes the socket
 }
 
-// Takes one client off the accept queue. False when the queue was empty.
+// A handler has run: close the connection if it is finished, or tell the
+// kernel what it waits for next. The interest list lives in the kernel:
+// change it only when the Want does. EPOLLOUT only while output waits: a
+// socket with room in its send buffer is writable nearly always.
+// EPOLL_CTL_MOD also re-checks readiness: input left unread while the
+// session was not reading (its output above the high-water mark) raises a
+// new edge the moment reading is wanted again.
+void rewatch(Loop& loop, Conn& c, ladder::Want want) {
+    if (c.session.done()) {
+        close_conn(loop, c);
+    } else {
+        if (want.read != c.want.read || want.write != c.want.write)
+            watch(loop, EPOLL_CTL_MOD, c.fd.get(), events_for(want));
+        c.want = want;
+    }
+}
+// [/snip]
+
+// [snip:accept]
+// Takes one client off the accept queue. False when there is none to take now.
 bool accept_one(Loop& loop) {
-    bool refused = false;
-    std::optional<ladder::Fd> fd = ladder::try_accept(loop.listener, true, &refused);
-    if (refused) ladder::bump(loop.stats.counters().refused);
-    if (!fd) return refused;
+    int fd = ::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN) return false;  // the queue is empty
+        if (errno == EMFILE || errno == ENFILE) {
+            if (ladder::refuse_one_client(loop.listener, errno, loop.stats.counters()))
+                return true;
+            // Not refused: the spares can run out here (another worker's
+            // accept4 may take the slot one gave back), and clients still
+            // queued would wait for an edge that never comes. EPOLL_CTL_MOD
+            // re-arms the listener: a queue not yet empty is reported again.
+            if (!ladder::stop_requested())
+                watch(loop, EPOLL_CTL_MOD, loop.listener.get(), EPOLLIN | EPOLLET);
+            return false;
+        }
+        if (errno == EINTR || ladder::client_gone_before_accept(errno)) return true;
+        ladder::throw_sys("accept4");
+    }
     ladder::bump(loop.stats.counters().accepted);
     ladder::bump(loop.worker.accepted);
     ladder::bump(loop.worker.connections);
-    Conn& c = loop.conns.add(std::move(*fd), loop.mode, loop.stats);
+    Conn& c = loop.conns.add(ladder::Fd(fd), loop.mode, loop.stats);
     c.session.count_requests_in(&loop.worker.requests);
     c.deadline = loop.timeouts.deadline(Clock::now(), false);
-    watch(loop, EPOLL_CTL_ADD, c.fd.get(), events_for(c.want));
+    watch(loop, EPOLL_CTL_ADD, fd, events_for(c.want));
     return true;
 }
+// [/snip]
 
+// [snip:et-accept]
 // Edge-triggered: the listener reports one edge for a burst of clients, so
-// take them all now; one left in the queue would wait for the next connect.
+// take them all, until accept4() says EAGAIN; a client left in the queue
+// would wait for the next one to connect.
 void on_accept(Loop& loop) {
     while (accept_one(loop)) {
     }
 }
+// [/snip]
 
-// ET reports a change, not a state: read until the socket is empty (or
-// until the session stops reading), as in step 06: EAGAIN, or a short read
-// unless the peer's FIN came with the bytes (`peer_closed`).
+// [snip:send]
+// Answers what has arrived and sends it, as much as the socket takes now.
+// EAGAIN: its send buffer is full; the rest waits for it to be writable.
+ladder::Want on_writable(Loop& loop, Conn& c) {
+    do {
+        c.session.process();
+        std::string_view out = c.session.output().readable();
+        if (out.empty()) break;
+        // MSG_NOSIGNAL: a client that has gone is EPIPE, not a SIGPIPE.
+        ssize_t n = ::send(c.fd.get(), out.data(), out.size(), MSG_NOSIGNAL);
+        if (n >= 0)
+            c.session.output().consume(std::size_t(n));
+        else if (errno != EAGAIN && errno != EINTR)
+            c.session.abort();  // EPIPE, ECONNRESET: this client only
+    } while (c.session.output().empty() && c.session.held_back());
+    c.rearm(Clock::now(), loop.timeouts);
+    return c.session.want();
+}
+// [/snip]
+
+// [exercise:short-read]
+// [snip:read]
+// One read() into the session's input, its result checked: bytes are kept,
+// 0 is the client's FIN, EAGAIN and EINTR leave nothing to do, and any
+// other error (ECONNRESET) ends this client only. Returns what read() did.
+ssize_t read_input(Conn& c) {
+    char* room = c.session.input().writable(ladder::kReadSize).data();
+    ssize_t n = ::read(c.fd.get(), room, ladder::kReadSize);
+    if (n > 0)
+        c.session.input().commit(std::size_t(n));
+    else if (n == 0)
+        c.session.on_eof();  // answer what is complete, then close
+    else if (errno != EAGAIN && errno != EINTR)
+        c.session.abort();
+    return n;
+}
+
+// [snip:short-read]
+// Edge-triggered, as in step 06, with nginx's shortcut: a read that returns
+// less than it asked for has emptied the socket (a stream socket hands over
+// all it holds), so the read that would only say EAGAIN is skipped — one
+// system call of three per request. A FIN that came with those bytes raises
+// no edge of its own: EPOLLRDHUP said it came (peer_closed), so read on to
+// the end-of-file.
 ladder::Want on_readable(Loop& loop, Conn& c, bool peer_closed) {
     for (;;) {
-        IoResult r = ladder::read_some(c.fd, c.session.input());
-        if (r.kind == IoResult::eof)
-            c.session.on_eof();
-        else if (r.kind == IoResult::error)
-            c.session.abort();
-        ladder::Want want = c.answer(loop.timeouts);
-        if (r.kind != IoResult::ok || !want.read) return want;
-        if (r.drained && !peer_closed) return want;
+        ssize_t n = read_input(c);
+        bool empty = (n < 0 && errno == EAGAIN) ||
+                     (n > 0 && std::size_t(n) < ladder::kReadSize && !peer_closed);
+        ladder::Want want = on_writable(loop, c);
+        if (empty || !want.read) return want;
     }
 }
-
-ladder::Want on_writable(Loop& loop, Conn& c) { return c.answer(loop.timeouts); }
-
-// The stop takes the clients already queued on this listener before it is
-// closed: their handshake is done and their request likely sent, and a
-// closing listener resets them (no other listener of the group takes them
-// over). One more read of every connection then lets the drain see each
-// request in flight instead of an idle client.
-void take_the_queue(Loop& loop) {
-    while (accept_one(loop)) {
-    }
-    loop.conns.for_each([&](Conn& c) {
-        ladder::Want want = on_readable(loop, c, true);  // no event to say: read to EAGAIN
-        if (c.session.done())
-            close_conn(loop, c);
-        else
-            rewatch(loop, c, want);
-    });
-}
+// [/snip]
+// [/snip]
+// [/exercise]
 
 void run(Loop& loop) {
     ladder::Sweep sweep;
     ladder::Drain drain;
     auto close = [&](Conn& c) { close_conn(loop, c); };
-    while (!drain.finished(loop.conns, close)) {
+    auto take_queue = [&] {
+        while (accept_one(loop)) {
+        }
+    };
+    while (!drain.finished(loop.conns, close, take_queue)) {
+        // [snip:epoll-wait]
         epoll_event events[kMaxEvents];
-        int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents,
-                                 sweep.wait_ms(Clock::now()));
+        int wait_ms = sweep.wait_ms(Clock::now());
+        int ready = ::epoll_wait(loop.epoll.get(), events, kMaxEvents, wait_ms);
         ladder::bump(loop.stats.counters().wakeups);
         ladder::bump(loop.worker.wakeups);
         if (ready < 0) {
@@ -147,53 +202,51 @@ void run(Loop& loop) {
             int fd = events[i].data.fd;
             if (fd == loop.listener.get()) {
                 on_accept(loop);
-            } else if (fd == ladder::stop_fd()) {
+            } else if (fd == ladder::stop_fd()) {  // a signalfd: SIGTERM is pending
+                ladder::request_stop();
                 watch(loop, EPOLL_CTL_DEL, loop.listener.get(), 0);  // no new clients
                 watch(loop, EPOLL_CTL_DEL, fd, 0);  // it stays readable: stop watching
             } else if (Conn* c = loop.conns.find(fd)) {
-                std::uint32_t got = events[i].events;
-                ladder::Want want =
-                    (got & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                        ? on_readable(loop, *c, got & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                        : on_writable(loop, *c);
-                if (c->session.done())
-                    close_conn(loop, *c);
+                // EPOLLHUP and EPOLLERR come whether asked for or not; a read reports them.
+                std::uint32_t closed = events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+                if ((events[i].events & EPOLLIN) || closed)
+                    rewatch(loop, *c, on_readable(loop, *c, closed != 0));
                 else
-                    rewatch(loop, *c, want);
+                    rewatch(loop, *c, on_writable(loop, *c));
             }
         }
+        // [/snip]
         if (Clock::time_point now = Clock::now(); sweep.due(now))
             loop.conns.close_expired(now, [&](Conn& c) {
                 ladder::bump(loop.stats.counters().timeouts);
                 close_conn(loop, c);
             });
-        if (ladder::stop_requested() && !drain.stopping()) take_the_queue(loop);
     }
 }
 
-// "127.0.0.1:8080" -> 8080: the port --port 0 got, for the other listeners.
-std::uint16_t bound_port(ladder::FdRef listener) {
-    std::string address = ladder::local_address(listener);
-    return static_cast<std::uint16_t>(std::stoul(address.substr(address.rfind(':') + 1)));
+// [exercise:reuseport]
+// [snip:reuseport]
+// Worker i's listener. SO_REUSEPORT, set before bind(), lets every worker
+// bind the same address: the kernel keeps the listeners in one group and
+// hashes each new connection (addresses and ports) to one of them, whose
+// own accept queue and own waiter get it. Step 01's socket, bind, listen.
+ladder::Fd open_listener(const ladder::Options& options, std::uint16_t port) {
+    ladder::Address addr = ladder::parse_address(options.host, port);
+    ladder::Fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) ladder::throw_sys("socket", errno, ladder::hint_for(errno));
+    int on = 1;
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0)
+        ladder::throw_sys("setsockopt(SO_REUSEADDR)");
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+        ladder::throw_sys("setsockopt(SO_REUSEPORT)");
+    if (::bind(fd.get(), addr.get(), addr.length) != 0)
+        ladder::throw_sys("bind(" + addr.text + ")", errno, ladder::hint_for(errno));
+    if (::listen(fd.get(), ladder::kBacklog) != 0)
+        ladder::throw_sys("listen(" + addr.text + ")");
+    return fd;
 }
-
-// Worker i's listener and loop. Every listener sets SO_REUSEPORT before
-// bind(), so all of them can bind the same address: the kernel keeps them
-// in one group and hashes each new connection (addresses and ports) to one
-// listener, whose own accept queue and own waiter get it.
-std::unique_ptr<Loop> make_loop(const ladder::Options& options, std::uint16_t port,
-                                ladder::Stats& stats, int i, ladder::Timeouts timeouts) {
-    auto loop = std::make_unique<Loop>(Loop{
-        .listener = ladder::listen_tcp({.host = options.host, .port = port,
-                                        .reuseport = true, .nonblocking = true}),
-        .mode = options.mode, .stats = stats, .worker = stats.worker(i),
-        .timeouts = timeouts, .conns = {},
-        .epoll = ladder::Fd(::epoll_create1(EPOLL_CLOEXEC))});
-    if (!loop->epoll) ladder::throw_sys("epoll_create1");
-    watch(*loop, EPOLL_CTL_ADD, loop->listener.get(), EPOLLIN | EPOLLET);
-    watch(*loop, EPOLL_CTL_ADD, ladder::stop_fd(), EPOLLIN);
-    return loop;
-}
+// [/snip]
+// [/exercise]
 
 // One thread per loop; they share nothing but the counters. A loop that
 // fails stops the server, and main reports why.
@@ -223,17 +276,24 @@ void run_workers(std::vector<std::unique_ptr<Loop>>& loops) {
 
 int main(int argc, char** argv) try {
     ladder::Timeouts timeouts;
-    ladder::Options options = ladder::parse_options(argc, argv, kStep, timeouts.flags());
+    std::vector<ladder::Flag> flags = timeouts.flags();
+    ladder::Options options = ladder::parse_options(argc, argv, kStep, flags);
     // One loop per CPU by default, as nginx's worker_processes auto.
     int workers = options.workers ? options.workers : ladder::usable_cpus();
     ladder::install_stop_handlers();
     ladder::raise_fd_limit();
-    ladder::Stats stats("08", ladder::to_string(options.mode), workers);
+    ladder::Stats stats(kStep.number, ladder::to_string(options.mode), workers);
     std::vector<std::unique_ptr<Loop>> loops;
     for (int i = 0; i < workers; ++i) {
         // With --port 0 the first listener gets a port; the others join it.
-        std::uint16_t port = i == 0 ? options.port : bound_port(loops[0]->listener);
-        loops.push_back(make_loop(options, port, stats, i, timeouts));
+        std::uint16_t port = i == 0 ? options.port : ladder::local_port(loops[0]->listener);
+        loops.push_back(std::make_unique<Loop>(Loop{
+            .listener = open_listener(options, port), .mode = options.mode, .stats = stats,
+            .timeouts = timeouts, .worker = stats.worker(i)}));
+        Loop& loop = *loops.back();
+        if (!loop.epoll) ladder::throw_sys("epoll_create1");
+        watch(loop, EPOLL_CTL_ADD, loop.listener.get(), EPOLLIN | EPOLLET);
+        watch(loop, EPOLL_CTL_ADD, ladder::stop_fd(), EPOLLIN);
     }
     ladder::announce_listening(loops[0]->listener);
     run_workers(loops);

@@ -64,7 +64,7 @@ struct Setup {
 class Run {
 public:
     explicit Run(const Setup& setup)
-        : setup_(setup), stats_("00", setup.mode == Mode::http ? "http" : "echo"),
+        : setup_(setup), stats_("00", ladder::to_string(setup.mode)),
           s_(setup.mode, stats_) {
         if (setup.offload)
             s_.set_offload([this](const SlowJob& job) {
@@ -218,7 +218,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FuzzedDataProvider fdp(data, size);
     const auto flags = fdp.ConsumeIntegral<std::uint8_t>();
     Setup setup;
-    setup.mode = (flags & 7) == 7 ? Mode::echo : Mode::http;
+    setup.mode = (flags & 7) == 7 ? Mode::echo : (flags & 7) == 6 ? Mode::frame : Mode::http;
     setup.offload = flags & 8;
     setup.eof = flags & 16;
     setup.refuse_mask = static_cast<std::uint8_t>((flags >> 5) * 37);
@@ -240,7 +240,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     check(a.answered() == b.answered(), "fragmentation changed the responses",
           long(a.answered().size()), long(b.answered().size()));
-    if (setup.mode == Mode::http)  // echo counts reads, and B reads more often
+    if (setup.mode != Mode::echo)  // echo counts reads, and B reads more often
         check(a.stats().counters().requests == b.stats().counters().requests, "requests");
     check(a.stats().counters().bytes_out == b.stats().counters().bytes_out, "bytes_out");
     check(a.stats().counters().bytes_out == a.answered().size(), "bytes_out is not the output");
@@ -250,6 +250,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     if (setup.mode == Mode::echo) {
         check(a.answered() == stream, "echo changed the bytes");
+    } else if (setup.mode == Mode::frame) {
+        // Whole frames go back as they came: the answer is a prefix of the
+        // stream that ends on a frame boundary.
+        check(stream.compare(0, a.answered().size(), a.answered()) == 0,
+              "frames changed or reordered");
+        std::size_t at = 0;
+        while (at + 4 <= a.answered().size()) {
+            auto byte = [&](std::size_t i) { return std::size_t(std::uint8_t(a.answered()[at + i])); };
+            at += 4 + (byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3));
+        }
+        check(at == a.answered().size(), "an answer ends mid-frame");
     } else if (stream.find("HEAD") == stream.npos) {  // HEAD answers carry no body
         check(count_responses(a.answered()) == a.stats().counters().requests,
               "responses and counted requests differ");

@@ -15,8 +15,10 @@ using ladder::StepInfo;
 
 namespace {
 
-const StepInfo plain{"step-01", "one connection at a time", false, false};
-const StepInfo threaded{"step-09", "threads and workers", true, true};
+const StepInfo plain{.summary = "one connection at a time", .number = "01",
+                     .program = "step-01"};
+const StepInfo pooled{.summary = "a pool of workers", .has_workers = true, .number = "09",
+                      .program = "step-09"};
 
 ParseOutcome parse(std::initializer_list<const char*> args, const StepInfo& step = plain,
                    const std::vector<Flag>& extra = {}) {
@@ -40,13 +42,25 @@ TEST_CASE("no arguments: the defaults") {
     CHECK(r.options.host == "127.0.0.1");
     CHECK(r.options.port == 8080);
     CHECK(r.options.mode == Mode::http);
-    CHECK(r.options.threads == 0);
     CHECK(r.options.workers == 0);
+}
+
+TEST_CASE("StepInfo: number and program default to the LADDER_STEP of the build") {
+    // CMake defines LADDER_STEP for each step from its directory's name; the
+    // unit tests are no step, so they get the header's fallback, "00".
+    const StepInfo unnamed{.summary = "a summary"};
+    CHECK(unnamed.number == "00");
+    CHECK(unnamed.program == "step-00");
+    CHECK_FALSE(unnamed.has_workers);
+    CHECK(ladder::usage(unnamed).starts_with("usage: step-00 [options]\n  a summary\n"));
+    // A step may still name itself.
+    CHECK(ladder::usage(plain).starts_with("usage: step-01 [options]\n"));
 }
 
 TEST_CASE("to_string(Mode)") {
     CHECK(ladder::to_string(Mode::http) == "http");
     CHECK(ladder::to_string(Mode::echo) == "echo");
+    CHECK(ladder::to_string(Mode::frame) == "frame");
 }
 
 TEST_CASE("good command lines") {
@@ -64,6 +78,7 @@ TEST_CASE("good command lines") {
         {{"--host", "::1"}, "::1", 8080, Mode::http},
         {{"--host=0.0.0.0"}, "0.0.0.0", 8080, Mode::http},
         {{"--mode", "echo"}, "127.0.0.1", 8080, Mode::echo},
+        {{"--mode", "frame"}, "127.0.0.1", 8080, Mode::frame},
         {{"--mode=http"}, "127.0.0.1", 8080, Mode::http},
         {{"--mode=echo", "--port=9000", "--host", "10.0.0.1"}, "10.0.0.1", 9000, Mode::echo},
         {{"--port", "1", "--port", "2"}, "127.0.0.1", 2, Mode::http},  // the last one wins
@@ -101,15 +116,15 @@ TEST_CASE("bad command lines: the error names the flag") {
         {{"--host"}, "--host needs a value"},
         {{"--host="}, "--host needs an address"},
         {{"--mode"}, "--mode needs a value"},
-        {{"--mode", "bogus"}, "--mode wants http or echo, got 'bogus'"},
-        {{"--mode=HTTP"}, "--mode wants http or echo, got 'HTTP'"},
+        {{"--mode", "bogus"}, "--mode wants http, echo or frame, got 'bogus'"},
+        {{"--mode=HTTP"}, "--mode wants http, echo or frame, got 'HTTP'"},
         {{"--bogus"}, "unknown option '--bogus'"},
         {{"--bogus=1"}, "unknown option '--bogus'"},
         {{"--port=80", "--bogus"}, "unknown option '--bogus'"},
         {{"port"}, "unexpected argument 'port'"},
         {{"-p", "80"}, "unexpected argument '-p'"},
-        {{"--threads", "4"}, "unknown option '--threads'"},  // plain step: no threads
-        {{"--workers=2"}, "unknown option '--workers'"},
+        {{"--threads", "4"}, "unknown option '--threads'"},
+        {{"--workers=2"}, "unknown option '--workers'"},  // plain step: no workers
     };
     for (const Case& c : cases) {
         std::string line;
@@ -124,20 +139,24 @@ TEST_CASE("bad command lines: the error names the flag") {
     }
 }
 
-TEST_CASE("--threads and --workers where the step has them") {
+TEST_CASE("--workers where the step has it; --threads nowhere") {
     struct Case {
         std::vector<const char*> args;
-        int threads;
         int workers;
         std::string error;
     };
     const Case cases[] = {
-        {{"--threads", "4"}, 4, 0, ""},
-        {{"--threads=1", "--workers=1024"}, 1, 1024, ""},
-        {{"--workers", "3"}, 0, 3, ""},
-        {{"--threads", "0"}, 0, 0, "--threads wants a number in 1..1024, got '0'"},
-        {{"--workers=1025"}, 0, 0, "--workers wants a number in 1..1024, got '1025'"},
-        {{"--threads"}, 0, 0, "--threads needs a value"},
+        {{"--workers", "3"}, 3, ""},
+        {{"--workers=1"}, 1, ""},
+        {{"--workers=1024"}, 1024, ""},
+        {{"--workers", "2", "--workers", "5"}, 5, ""},  // the last one wins
+        {{"--workers", "0"}, 0, "--workers wants a number in 1..1024, got '0'"},
+        {{"--workers=1025"}, 0, "--workers wants a number in 1..1024, got '1025'"},
+        {{"--workers", "x"}, 0, "--workers wants a number in 1..1024, got 'x'"},
+        {{"--workers"}, 0, "--workers needs a value"},
+        // --threads is gone: a step with threads says how many with its own flag.
+        {{"--threads", "4"}, 0, "unknown option '--threads'"},
+        {{"--threads=4", "--workers=2"}, 0, "unknown option '--threads'"},
     };
     for (const Case& c : cases) {
         std::string line;
@@ -146,19 +165,11 @@ TEST_CASE("--threads and --workers where the step has them") {
         std::vector<const char*> argv{"step-09"};
         argv.insert(argv.end(), c.args.begin(), c.args.end());
         ParseOutcome r =
-            ladder::try_parse_options(static_cast<int>(argv.size()), argv.data(), threaded);
+            ladder::try_parse_options(static_cast<int>(argv.size()), argv.data(), pooled);
         CHECK_MESSAGE(contains(r.error, c.error), "error was: ", r.error);
         CHECK(r.error.empty() == c.error.empty());
-        if (c.error.empty()) {
-            CHECK(r.options.threads == c.threads);
-            CHECK(r.options.workers == c.workers);
-        }
+        if (c.error.empty()) CHECK(r.options.workers == c.workers);
     }
-
-    // has_threads and has_workers are independent.
-    const StepInfo threads_only{"step-03", "threads only", true, false};
-    CHECK(parse({"--threads", "2"}, threads_only).error.empty());
-    CHECK(parse({"--workers", "2"}, threads_only).error == "unknown option '--workers'");
 }
 
 TEST_CASE("--help and -h ask for the usage") {
@@ -275,9 +286,10 @@ TEST_CASE("usage() lists the shared flags and the step's own") {
     CHECK_FALSE(contains(u, "--workers"));
     CHECK(u.back() == '\n');
 
-    std::string t = ladder::usage(threaded);
-    CHECK(contains(t, "--threads N"));
+    std::string t = ladder::usage(pooled);
+    CHECK(t.starts_with("usage: step-09 [options]\n"));
     CHECK(contains(t, "--workers M"));
+    CHECK_FALSE(contains(t, "--threads"));
 
     // Help texts line up in one column, the step's flags included.
     std::size_t column = std::string::npos;

@@ -1,19 +1,28 @@
 // test_session.cpp — Session: echo, and HTTP over the parser: pipelining,
-// fragmentation, keep-alive, closing errors, backpressure and the offload hook.
+// fragmentation, keep-alive, closing errors, backpressure, the offload hook,
+// and what a stop changes (Connection: close; 503 past kDrainTime).
 //
 // The tests play the event loop: append bytes to input(), call process(),
 // and take output() as a write would.
+//
+// The stop is process-wide: a case that requests one forgets it at its end
+// (StopForThisCase). One case waits out kDrainTime (about 2 s): the stop's
+// clock is the real one.
 #include "session.h"
 
 #include "protocol_limits.h"
+#include "signals.h"
 
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstring>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace std::string_literals;
@@ -96,6 +105,17 @@ std::vector<Response> responses(std::string_view out) {
     }
     return all;
 }
+
+// A stop, requested now and forgotten when the case ends.
+struct StopForThisCase {
+    StopForThisCase() {
+        REQUIRE_FALSE(ladder::stop_requested());
+        ladder::request_stop();
+    }
+    ~StopForThisCase() { ladder::forget_stop_for_testing(); }
+    StopForThisCase(const StopForThisCase&) = delete;
+    StopForThisCase& operator=(const StopForThisCase&) = delete;
+};
 
 // A stream of valid requests of every kind (no /stats: its body depends on
 // when it is answered).
@@ -434,6 +454,63 @@ TEST_CASE("echo: the high-water mark stops the copying") {
     CHECK(s.want().read);
 }
 
+std::string frame(std::string_view payload) {
+    auto n = static_cast<std::uint32_t>(payload.size());
+    std::string out{char(n >> 24), char(n >> 16 & 0xff), char(n >> 8 & 0xff), char(n & 0xff)};
+    return out + std::string(payload);
+}
+
+TEST_CASE("frame: messages back one by one, whatever the reads") {
+    Stats stats("00", "frame");
+    Session s(Mode::frame, stats);
+    std::string two = frame("hello") + frame("") + frame(std::string(300, 'z'));
+    CHECK(feed(s, two) == two);  // three frames in one read: all three back
+    CHECK(stats.counters().requests == 3);
+    std::string one = frame("split across reads");
+    for (std::size_t i = 0; i + 1 < one.size(); ++i) {  // a byte at a time: no answer yet
+        s.input().append(one.substr(i, 1));
+        s.process();
+        CHECK(s.output().empty());
+    }
+    CHECK(feed(s, one.substr(one.size() - 1)) == one);
+    CHECK(stats.counters().requests == 4);
+    CHECK(s.want().read);
+}
+
+TEST_CASE("frame: a length past kMaxFrame closes; half a frame at EOF is dropped") {
+    Stats stats("00", "frame");
+    Session big(Mode::frame, stats);
+    std::string too_long = frame("x");
+    too_long[0] = char(0x7f);  // 2 GiB announced
+    CHECK(feed(big, frame("ok") + too_long) == frame("ok"));
+    CHECK(big.done());
+    CHECK_FALSE(big.want().read);
+
+    Session half(Mode::frame, stats);
+    half.input().append(frame("whole") + frame("half").substr(0, 6));
+    half.on_eof();
+    CHECK(take(half) == frame("whole"));
+    CHECK(half.done());
+}
+
+TEST_CASE("frame: the high-water mark stops the answers, and they resume") {
+    Stats stats("00", "frame");
+    Session s(Mode::frame, stats);
+    std::string chunk = frame(std::string(64 * 1024, 'f'));
+    std::string all;
+    for (int i = 0; i < 8; ++i) all += chunk;  // 512 KiB of frames: past the mark
+    s.input().append(all);
+    s.process();
+    CHECK(s.output().size() < all.size());
+    CHECK_FALSE(s.want().read);
+    std::string got = take(s);
+    while (s.held_back() || !s.output().empty()) {
+        s.process();
+        got += take(s);
+    }
+    CHECK(got == all);
+}
+
 TEST_CASE("abort: nothing more is sent") {
     Stats stats("00", "http");
     Session s(Mode::http, stats);
@@ -545,6 +622,311 @@ TEST_CASE("run_slow_job") {
     auto start = std::chrono::steady_clock::now();
     CHECK(ladder::run_slow_job({SlowJob::work, 20}) == "worked 20 ms\n");
     CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(20));
+}
+
+TEST_CASE("the read loop of session.h: writable(kReadSize), read, commit(n)") {
+    // A body several reads long, delivered the way a step's read() does.
+    const std::string body(3 * ladder::kReadSize + 1234, 'r');
+    const std::string stream = post("/echo", body) + get("/hello");
+    Stats stats("00", "http");
+    Session s(Mode::http, stats);
+    std::string out;
+    int reads = 0;
+    for (std::size_t at = 0; at < stream.size(); ++reads) {
+        std::span<char> room = s.input().writable(ladder::kReadSize);
+        REQUIRE(room.size() >= ladder::kReadSize);
+        std::size_t n = std::min(ladder::kReadSize, stream.size() - at);
+        std::memcpy(room.data(), stream.data() + at, n);  // read(fd, room.data(), kReadSize)
+        s.input().commit(n);
+        at += n;
+        s.process();
+        out += take(s);
+    }
+    CHECK(reads == 4);
+    std::vector<Response> got = responses(out);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].body == body);
+    CHECK(got[1].body == kHello);
+    CHECK(stats.counters().bytes_in == stream.size());
+}
+
+TEST_CASE("held_back: answers owed once the output below the high-water mark is sent") {
+    const std::string big(ladder::kOutputHighWater + 1, 'b');
+    struct Row {
+        const char* what;
+        Mode mode;
+        std::string input;
+        bool held_back;
+    };
+    const Row rows[] = {
+        {"http: a big answer, a request behind it", Mode::http,
+         post("/echo", big) + get("/hello"), true},
+        {"echo: big, then more", Mode::echo, big, true},  // more is appended below
+        {"http: a big answer alone", Mode::http, post("/echo", big), false},
+        {"echo: big alone", Mode::echo, big, false},
+        {"http: the big answer closes: nothing more is owed", Mode::http,
+         "POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: " +
+             std::to_string(big.size()) + "\r\n\r\n" + big + get("/hello"),
+         false},
+    };
+    for (const Row& row : rows) {
+        std::string what = row.what;
+        CAPTURE(what);
+        Stats stats("00", row.mode == Mode::http ? "http" : "echo");
+        Session s(row.mode, stats);
+        CHECK_FALSE(s.held_back());
+        s.input().append(row.input);
+        s.process();
+        if (row.mode == Mode::echo && row.held_back) {
+            s.input().append("more");  // a blocking step reads anyway
+            s.process();
+        }
+        CHECK(s.output().size() > ladder::kOutputHighWater);
+        CHECK(s.held_back() == row.held_back);
+        take(s);  // one write takes it all ...
+        CHECK(s.held_back() == row.held_back);
+        CHECK(s.want().write == row.held_back);  // ... and a loop must come back at once
+        s.process();
+        CHECK_FALSE(s.held_back());
+        CHECK(take(s).empty() == !row.held_back);
+    }
+
+    // abort() owes nothing.
+    Stats stats("00", "http");
+    Session s(Mode::http, stats);
+    s.input().append(post("/echo", big) + get("/hello"));
+    s.process();
+    REQUIRE(s.held_back());
+    s.abort();
+    CHECK_FALSE(s.held_back());
+    CHECK_FALSE(s.want().write);
+}
+
+TEST_CASE("waiting_for_job: true exactly while a SlowJob is out with the offload hook") {
+    Stats stats("00", "http");
+    Session inline_jobs(Mode::http, stats);
+    feed(inline_jobs, get("/work?ms=0"));
+    CHECK_FALSE(inline_jobs.waiting_for_job());  // no hook: run here
+
+    Session full(Mode::http, stats);
+    full.set_offload([](const SlowJob&) { return false; });
+    feed(full, get("/work?ms=0"));
+    CHECK_FALSE(full.waiting_for_job());  // refused: answered 503 at once
+
+    Session s(Mode::http, stats);
+    int jobs = 0;
+    s.set_offload([&](const SlowJob&) {
+        ++jobs;
+        return true;
+    });
+    CHECK_FALSE(s.waiting_for_job());
+    CHECK(feed(s, get("/hello")).size() > 0);
+    CHECK_FALSE(s.waiting_for_job());
+    CHECK(feed(s, get("/work?ms=1") + get("/cpu?n=1") + get("/work?ms=2")).empty());
+    CHECK(s.waiting_for_job());
+    s.complete("one\n");
+    CHECK(s.waiting_for_job());  // the next job, queued behind, went out
+    CHECK(jobs == 2);
+    s.complete_refused();
+    CHECK_FALSE(s.waiting_for_job());  // and the connection closes: the third never goes
+    CHECK(jobs == 2);
+}
+
+TEST_CASE("complete_refused: 503 with Retry-After, Connection: close; nothing after it") {
+    struct Row {
+        std::string request;
+    };
+    const Row rows[] = {
+        {get("/work?ms=1")},
+        {get("/cpu?n=5")},
+        {"GET /work?ms=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"},
+    };
+    for (const Row& row : rows) {
+        CAPTURE(row.request);
+        Stats stats("09", "http");
+        Session s(Mode::http, stats);
+        s.set_offload([](const SlowJob&) { return true; });
+        CHECK(feed(s, row.request + get("/hello")).empty());
+        REQUIRE(s.waiting_for_job());
+        s.complete_refused();
+        CHECK_FALSE(s.want().read);
+        std::vector<Response> got = responses(take(s));
+        REQUIRE(got.size() == 1);  // the /hello behind it is not answered
+        CHECK(got[0].status == 503);
+        CHECK(got[0].body == "Service Unavailable\n");
+        CHECK(got[0].field("Retry-After") == "1");
+        CHECK(got[0].field("Connection") == "close");
+        CHECK(s.done());
+        CHECK(feed(s, get("/hello")).empty());
+        CHECK(stats.counters().requests == 1);
+    }
+
+    // The peer gone meanwhile: there is nobody to tell.
+    Stats stats("09", "http");
+    Session s(Mode::http, stats);
+    s.set_offload([](const SlowJob&) { return true; });
+    feed(s, get("/work?ms=1"));
+    s.abort();
+    s.complete_refused();
+    CHECK(s.output().empty());
+    CHECK(s.done());
+    CHECK_FALSE(s.waiting_for_job());
+}
+
+TEST_CASE("during a stop every answer says Connection: close, and the session closes") {
+    struct Row {
+        std::string request;
+        int status;
+        bool offload_full = false;  // the offload hook refuses: 503
+    };
+    const Row rows[] = {
+        {get("/hello"), 200},
+        {"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200},
+        {get("/hello", "Connection: close\r\n"), 200},
+        {post("/echo", "abc"), 200},
+        {get("/work?ms=0"), 200},
+        {get("/nope"), 404},
+        {post("/hello", ""), 405},
+        {get("/work?ms=x"), 400},
+        {get("/work?ms=1"), 503, true},
+        {"GARBAGE\r\n\r\n", 400},
+    };
+    StopForThisCase stop;
+    for (const Row& row : rows) {
+        CAPTURE(row.request);
+        Stats stats("00", "http");
+        Session s(Mode::http, stats);
+        if (row.offload_full) s.set_offload([](const SlowJob&) { return false; });
+        s.input().append(row.request + get("/hello"));
+        s.process();
+        CHECK_FALSE(s.want().read);
+        CHECK_FALSE(s.mid_request());  // the /hello behind it will never be answered
+        std::vector<Response> got = responses(take(s));
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].status == row.status);
+        CHECK(got[0].field("Connection") == "close");
+        CHECK(s.done());
+        CHECK(feed(s, get("/hello")).empty());
+    }
+
+    // HEAD: the fields only, Connection: close among them.
+    Stats stats("00", "http");
+    Session s(Mode::http, stats);
+    CHECK(feed(s, "HEAD /hello HTTP/1.1\r\nHost: a\r\n\r\n") ==
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
+          "Connection: close\r\n\r\n");
+    CHECK(s.done());
+}
+
+TEST_CASE("a stop between requests: answers before it kept the connection, the next closes") {
+    Stats stats("00", "http");
+    Session s(Mode::http, stats);
+    std::vector<Response> before = responses(feed(s, get("/hello") + get("/")));
+    REQUIRE(before.size() == 2);
+    CHECK_FALSE(before[1].field("Connection").has_value());
+    CHECK(s.want().read);
+
+    StopForThisCase stop;
+    std::vector<Response> after = responses(feed(s, get("/hello") + get("/")));
+    REQUIRE(after.size() == 1);
+    CHECK(after[0].body == kHello);
+    CHECK(after[0].field("Connection") == "close");
+    CHECK(s.done());
+}
+
+TEST_CASE("a stop while a job is out: its answer is the last, what was queued behind is not") {
+    Stats stats("09", "http");
+    Session s(Mode::http, stats);
+    s.set_offload([](const SlowJob&) { return true; });
+    CHECK(feed(s, get("/work?ms=1") + get("/hello")).empty());
+    StopForThisCase stop;
+    s.complete("worked 1 ms\n");
+    std::vector<Response> got = responses(take(s));
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].status == 200);
+    CHECK(got[0].body == "worked 1 ms\n");
+    CHECK(got[0].field("Connection") == "close");
+    CHECK(s.done());
+    CHECK_FALSE(s.waiting_for_job());
+}
+
+TEST_CASE("echo has no answers to mark: a stop leaves its bytes flowing") {
+    // Nothing in echo says "last": the loop's drain closes it once it is quiet.
+    StopForThisCase stop;
+    Stats stats("00", "echo");
+    Session s(Mode::echo, stats);
+    CHECK(feed(s, "ping") == "ping");
+    CHECK(s.want().read);
+    CHECK_FALSE(s.done());
+}
+
+TEST_CASE("past kDrainTime: a request is answered 503 with Connection: close, not served") {
+    Stats stats("00", "http");
+    // A job taken before the drain time was over is still answered.
+    Session early(Mode::http, stats);
+    early.set_offload([](const SlowJob&) { return true; });
+    CHECK(feed(early, get("/work?ms=1") + get("/hello")).empty());
+
+    StopForThisCase stop;
+    const auto stopped = ladder::give_up_at() - ladder::kGiveUpTime;
+    // The one wait of the unit tests: the stop's clock is the real one.
+    std::this_thread::sleep_until(stopped + ladder::kDrainTime + std::chrono::milliseconds(50));
+    REQUIRE(ladder::drain_over());
+    bool given_up = ladder::drain_given_up();
+    if (std::chrono::steady_clock::now() < stopped + ladder::kGiveUpTime) CHECK_FALSE(given_up);
+
+    struct Row {
+        const char* what;
+        std::string input;  // a request, and one behind it
+        int status;
+    };
+    const Row rows[] = {
+        {"GET", get("/hello") + get("/"), 503},
+        {"HTTP/1.0 keep-alive",
+         "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + get("/"), 503},
+        {"a job: not run, not offloaded", get("/work?ms=10000") + get("/"), 503},
+        {"a POST whose body is still coming: not waited for",
+         "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nabc", 503},
+        {"a malformed request is still a 400", "GARBAGE\r\n\r\n" + get("/"), 400},
+    };
+    for (const Row& row : rows) {
+        std::string what = row.what;
+        CAPTURE(what);
+        Session s(Mode::http, stats);
+        int offloaded = 0;
+        s.set_offload([&](const SlowJob&) {
+            ++offloaded;
+            return true;
+        });
+        // A request half arrived is not answered before it is whole.
+        const std::string& in = row.input;
+        CHECK(feed(s, in.substr(0, 3)).empty());
+        CHECK(s.mid_request());
+        std::vector<Response> got = responses(feed(s, in.substr(3)));
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].status == row.status);
+        if (row.status == 503) CHECK(got[0].body == "Service Unavailable\n");
+        CHECK(got[0].field("Connection") == "close");
+        CHECK(s.done());
+        CHECK(offloaded == 0);
+    }
+
+    // HEAD: the 503's fields, Connection: close among them, and no body; the
+    // request behind it is never answered.
+    Session head(Mode::http, stats);
+    CHECK(feed(head, "HEAD /hello HTTP/1.1\r\nHost: a\r\n\r\n" + get("/")) ==
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+          "Content-Length: 20\r\nConnection: close\r\n\r\n");
+    CHECK(head.done());
+    CHECK(feed(head, get("/hello")).empty());
+
+    early.complete("worked 1 ms\n");
+    std::vector<Response> got = responses(take(early));
+    REQUIRE(got.size() == 1);  // the /hello behind it is not started
+    CHECK(got[0].status == 200);
+    CHECK(got[0].body == "worked 1 ms\n");
+    CHECK(got[0].field("Connection") == "close");
+    CHECK(early.done());
 }
 
 // ---------------------------------------------------------------------------

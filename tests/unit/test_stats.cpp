@@ -1,27 +1,34 @@
-// test_stats.cpp — Stats: the JSON line, per-worker counts, extras, sharing across fork().
+// test_stats.cpp — Stats: the JSON line, per-worker counts and how the
+// connections were spread, extras, sharing across fork(); json_field and
+// json_workers.
 #include "stats.h"
 
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <string_view>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 using ladder::bump;
 using ladder::Counters;
 using ladder::Stats;
+using ladder::WorkerCounters;
 
 namespace {
 
-// The text right after "key": up to the next ',' or '}' at the same level.
-// Empty when the key is absent.
+// The text right after "key": up to the next ',' or '}' (an array: up to
+// its ']', included). Empty when the key is absent.
 std::string value_of(const std::string& json, const std::string& key) {
     std::string tag = "\"" + key + "\":";
     auto at = json.find(tag);
     if (at == std::string::npos) return {};
     at += tag.size();
+    if (json[at] == '[') return json.substr(at, json.find(']', at) + 1 - at);
     return json.substr(at, json.find_first_of(",}", at) - at);
 }
 
@@ -61,6 +68,7 @@ TEST_CASE("a fresh Stats: every key present, every count zero") {
         CHECK(value_of(json, key) == "0");
     }
     CHECK_FALSE(contains(json, "workers"));
+    CHECK_FALSE(contains(json, "fairness"));
     CHECK(stats.worker_count() == 0);
 }
 
@@ -176,4 +184,132 @@ TEST_CASE("share_across_fork: children count into the parent's numbers") {
     CHECK(value_of(stats.json(), "accepted") == "16");
     CHECK(in_child([&] { bump(stats.counters().accepted); }) == 0);
     CHECK(value_of(stats.json(), "accepted") == "17");
+}
+
+TEST_CASE("json_field: a count, a ratio with 4 decimals, a quoted word") {
+    struct Count {
+        std::uint64_t value;
+        std::string expected;
+    };
+    const Count counts[] = {
+        {0, ",\"k\":0"},
+        {42, ",\"k\":42"},
+        {std::numeric_limits<std::uint64_t>::max(), ",\"k\":18446744073709551615"},
+    };
+    for (const Count& c : counts) {
+        std::string out;
+        ladder::json_field(out, "k", c.value);
+        CHECK(out == c.expected);
+    }
+    struct Ratio {
+        double value;
+        std::string expected;
+    };
+    const Ratio ratios[] = {
+        {0.0, ",\"k\":0.0000"},
+        {1.0, ",\"k\":1.0000"},
+        {1.0 / 3, ",\"k\":0.3333"},
+        {2.0 / 3, ",\"k\":0.6667"},  // rounded, not cut
+        {12345.5, ",\"k\":12345.5000"},
+    };
+    for (const Ratio& r : ratios) {
+        std::string out;
+        ladder::json_field(out, "k", r.value);
+        CHECK(out == r.expected);
+    }
+    struct Word {
+        std::string_view value;
+        std::string expected;
+    };
+    const Word words[] = {
+        {"lifo", ",\"k\":\"lifo\""},
+        {"", ",\"k\":\"\""},
+    };
+    for (const Word& w : words) {
+        std::string out;
+        ladder::json_field(out, "k", w.value);
+        CHECK(out == w.expected);
+    }
+    // Appended to what is there: the fields of one object, in order.
+    std::string out = "{\"a\":1";
+    ladder::json_field(out, "b", std::uint64_t{2});
+    ladder::json_field(out, "c", 0.5);
+    ladder::json_field(out, "d", "x");
+    CHECK(out == "{\"a\":1,\"b\":2,\"c\":0.5000,\"d\":\"x\"");
+}
+
+TEST_CASE("json_workers: one object per set of counts, ids in order") {
+    std::string none = "{";
+    ladder::json_workers(none, "loops", {});
+    CHECK(none == "{,\"loops\":[]");
+
+    WorkerCounters a, b;
+    bump(a.wakeups, 1);
+    bump(a.accepted, 2);
+    bump(a.wasted_wakeups, 3);
+    bump(a.silent_wakeups, 4);
+    bump(a.requests, 5);
+    bump(a.connections, 6);
+    bump(b.requests, 7);
+    const WorkerCounters* each[] = {&a, &b, &a};
+    std::string out;
+    ladder::json_workers(out, "loops", each);
+    CHECK(out ==
+          ",\"loops\":["
+          "{\"id\":0,\"wakeups\":1,\"accepted\":2,\"wasted_wakeups\":3,"
+          "\"silent_wakeups\":4,\"requests\":5,\"connections\":6},"
+          "{\"id\":1,\"wakeups\":0,\"accepted\":0,\"wasted_wakeups\":0,"
+          "\"silent_wakeups\":0,\"requests\":7,\"connections\":0},"
+          "{\"id\":2,\"wakeups\":1,\"accepted\":2,\"wasted_wakeups\":3,"
+          "\"silent_wakeups\":4,\"requests\":5,\"connections\":6}]");
+}
+
+TEST_CASE("workers that served connections: shares, Jain's fairness, wasted per connection") {
+    struct Worker {
+        std::uint64_t connections, wasted, silent;
+    };
+    struct Row {
+        std::vector<Worker> workers;
+        std::string shares, fairness, wasted_per_connection;  // empty: the key is absent
+    };
+    const Row rows[] = {
+        // Nobody served a connection yet: nothing to spread, no keys.
+        {{{0, 0, 0}, {0, 5, 1}}, "", "", ""},
+        {{{7, 0, 0}}, "[1.0000]", "1.0000", "0.0000"},
+        {{{5, 0, 0}, {5, 0, 0}}, "[0.5000,0.5000]", "1.0000", "0.0000"},
+        {{{3, 0, 0}, {1, 0, 0}}, "[0.7500,0.2500]", "0.8000", "0.0000"},  // 16 / (2 * 10)
+        {{{1, 0, 0}, {2, 0, 0}, {3, 0, 0}},  // 36 / (3 * 14)
+         "[0.1667,0.3333,0.5000]", "0.8571", "0.0000"},
+        // One worker served them all: 1/n.
+        {{{4, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}},
+         "[1.0000,0.0000,0.0000,0.0000]", "0.2500", "0.0000"},
+        // Wasted and silent wake-ups of every worker, over all connections.
+        {{{2, 3, 1}, {2, 0, 0}}, "[0.5000,0.5000]", "1.0000", "1.0000"},
+        {{{1, 0, 0}, {0, 4, 3}}, "[1.0000,0.0000]", "0.5000", "7.0000"},
+    };
+    for (const Row& row : rows) {
+        Stats stats("07", "http", static_cast<int>(row.workers.size()));
+        for (std::size_t i = 0; i < row.workers.size(); ++i) {
+            WorkerCounters& w = stats.worker(static_cast<int>(i));
+            bump(w.connections, row.workers[i].connections);
+            bump(w.wasted_wakeups, row.workers[i].wasted);
+            bump(w.silent_wakeups, row.workers[i].silent);
+        }
+        stats.set_extra([](std::string& out) { out += ",\"policy\":\"x\""; });
+        std::string json = stats.json();
+        CAPTURE(json);
+        CHECK(value_of(json, "shares") == row.shares);
+        CHECK(value_of(json, "fairness") == row.fairness);
+        CHECK(value_of(json, "wasted_per_connection") == row.wasted_per_connection);
+        // After the workers' array, before the step's own fields.
+        auto workers = json.find("\"workers\":[");
+        auto extra = json.find(",\"policy\":\"x\"}");
+        REQUIRE(workers != std::string::npos);
+        REQUIRE(extra != std::string::npos);
+        for (std::string key : {"\"wasted_per_connection\":", "\"fairness\":", "\"shares\":"}) {
+            CAPTURE(key);
+            auto at = json.find(key);
+            CHECK((at == std::string::npos || (workers < at && at < extra)));
+        }
+    }
 }
