@@ -2,10 +2,11 @@
 Server that runs one, and a small raw-socket HTTP client.
 
 Steps are discovered from the binaries (build/bin/step-NN, or $LADDER_BIN);
-nothing here lists them. What a step can do lives in CAPS, one line per step:
-a step without a line is an ordinary concurrent server. A known weakness is a
-`lacks` entry with its reason: every test marked `claim(<name>)` then xfails
-strictly on that step, so the day the weakness disappears the suite says so.
+nothing here lists them. What a step can do is the [suite] section of its
+steps/NN-name/step.toml (CAPS below): without one it is an ordinary
+concurrent server. A known weakness is a `lacks` entry with its reason: every
+test marked `claim(<name>)` then xfails strictly on that step, so the day the
+weakness disappears the suite says so.
 
     pytest tests/steps -k "01 and waits"      one step, one lesson
     LADDER_STEPS=01,02 pytest tests/steps     only those steps
@@ -24,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -46,7 +48,7 @@ STATS_KEYS = {"step", "mode", "accepted", "requests", "bytes_in", "bytes_out", "
 
 
 # --------------------------------------------------------------------------
-# What each step can do
+# What each step can do: the [suite] section of steps/NN-name/step.toml
 
 @dataclasses.dataclass(frozen=True)
 class Caps:
@@ -58,6 +60,18 @@ class Caps:
     # Sleeps in read()/write() for its client (a thread or process each, no event loop):
     # no header or idle timeout, and an idle client holds its server until it leaves.
     blocking: bool = False
+    # One thread runs the whole server (steps 03-06): no thread per anything.
+    one_thread: bool = False
+    # The arguments that run it with two loops (the hot-path tests count a
+    # quiet second loop too).
+    two_loops: tuple[str, ...] = ()
+    # read() calls per keep-alive request: 1 where a short read ends the drain
+    # (or one read per readiness, level-triggered), 2 where it reads on to EAGAIN.
+    reads_per_request: int = 1
+    # Arguments that make the binary say whether it can run here at all (step
+    # 11: io_uring may be missing or forbidden): exit 0, or exit 1 with the
+    # cause on stderr, and every test of the step is skipped with that cause.
+    probe: tuple[str, ...] = ()
     # Known weaknesses: claim -> why the step cannot make it (xfail, strict).
     lacks: dict[str, str] = dataclasses.field(default_factory=dict)
     # Variants run as separate parameters, "NN-name": name -> that variant's Caps.
@@ -73,46 +87,26 @@ class Caps:
         """One thread waits on many sockets (select/poll/epoll)."""
         return self.loop is not None
 
-    @property
-    def one_thread(self) -> bool:
-        """One thread runs the whole server (steps 03-06)."""
-        return self.loop in ("select", "poll", "epoll-lt", "epoll-et")
+    @classmethod
+    def from_section(cls, section: dict) -> "Caps":
+        keys = {k: v for k, v in section.items() if k != "variants"}
+        for key in ("args", "two_loops", "probe"):
+            if key in keys:
+                keys[key] = tuple(keys[key])
+        if keys.get("loop") == "":  # a variant that has no event loop of the suite's kind
+            keys["loop"] = None
+        return cls(**keys, variants={name: cls.from_section(v)
+                                     for name, v in steps.variants(section).items()})
 
 
+sys.path.insert(0, str(ROOT / "tools" / "pylib"))
+from ladder import steps  # noqa: E402
+from ladder.server import dies_with_parent  # noqa: E402
 
-# One line per step. A variant or a weakness fits on the same line, e.g.
-#   "NN": Caps(loop="epoll-et", variants={"naive": Caps(loop="epoll-et", args=("--naive",),
-#                                         lacks={"drain": "why it cannot"})}),
-# and every test marked claim("drain") then xfails strictly on NN-naive only.
-HERD_LACKS = {"three_syscalls": "step 07 calls getrusage(RUSAGE_THREAD) before and after "
-                                "every epoll_wait to count silent wake-ups: 5 system calls "
-                                "per request, not 3"}
-CAPS: dict[str, Caps] = {
-    "01": Caps(blocking=True, lacks={"concurrent": "step 01 serves one client at a time: "
-                                                   "B waits in the accept queue until A leaves"}),
-    "02": Caps(per_conn="thread", blocking=True,
-               variants={"processes": Caps(per_conn="process", blocking=True,
-                                           args=("--processes",))}),
-    "03": Caps(loop="select", fd_cap=1024,
-               lacks={"many_fds": "select() watches descriptors below FD_SETSIZE (1024) only: "
-                                  "clients past it are refused"}),
-    "04": Caps(loop="poll"),
-    "05": Caps(loop="epoll-lt"),
-    "06": Caps(loop="epoll-et"),
-    "07": Caps(loop="epoll-workers", workers="herd", lacks=HERD_LACKS, variants={
-        # A process serves one client at a time: 16 for the suite's 8 concurrent clients.
-        "blocking": Caps(workers="herd", blocking=True,
-                         args=("--variant", "blocking", "--workers", "16")),
-        **{v: Caps(loop="epoll-workers", workers="herd", args=("--variant", v),
-                   lacks=HERD_LACKS)
-           for v in ("mutex", "acceptor")},
-        # 07's own loop; only the listener's registration differs: no event-loop suite again.
-        **{v: Caps(workers="herd", args=("--variant", v))
-           for v in ("shared-et", "exclusive", "reuseport")}}),
-    "08": Caps(loop="epoll-workers", workers="reuseport"),
-    "09": Caps(loop="epoll-pool"),
-}
-DEFAULT_CAPS = Caps()  # a step without a line: the contract, echo and http tests only
+# "NN" -> Caps, from every step's description. A step without a [suite]
+# section is an ordinary concurrent server: the contract, echo and http tests.
+CAPS: dict[str, Caps] = {n: Caps.from_section(s.suite) for n, s in steps.all_steps(ROOT).items()}
+DEFAULT_CAPS = Caps()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +116,7 @@ class Step:
     binary: Path
     caps: Caps
     variant: str | None = None
+    skip: str | None = None  # why it cannot run here (its probe failed)
 
     def __str__(self) -> str:
         return self.id
@@ -144,10 +139,24 @@ def discover_steps() -> list[Step]:
         if only and number not in only:
             continue
         caps = CAPS.get(number, DEFAULT_CAPS)
-        steps.append(Step(number, number, binary, caps))
+        skip = probe(binary, caps.probe)
+        steps.append(Step(number, number, binary, caps, skip=skip))
         for name, vcaps in caps.variants.items():
-            steps.append(Step(number, f"{number}-{name}", binary, vcaps, name))
+            steps.append(Step(number, f"{number}-{name}", binary, vcaps, name, skip))
     return steps
+
+
+def probe(binary: Path, args: tuple[str, ...]) -> str | None:
+    """None when the step can run here; else why not, in its own words."""
+    if not args:
+        return None
+    try:
+        r = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{binary.name} {' '.join(args)}: {e}"
+    if r.returncode == 0:
+        return None
+    return (r.stderr.strip().splitlines() or [f"{binary.name}: exit {r.returncode}"])[0]
 
 
 STEPS = discover_steps()
@@ -176,6 +185,8 @@ def pytest_generate_tests(metafunc):
     for s in steps:
         marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=s.caps.lacks[c])
                  for c in claims if c in s.caps.lacks]
+        if s.skip:
+            marks.append(pytest.mark.skip(reason=s.skip))
         params.append(pytest.param(s, id=s.id, marks=marks))
     metafunc.parametrize("step", params, scope="module")
 
@@ -245,7 +256,8 @@ class Server:
     def start(self) -> "Server":
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True, env=self.env)
+                                     start_new_session=True, env=self.env,
+                                     preexec_fn=dies_with_parent)  # a killed pytest leaves none
         for target in (self._read_stdout, self._read_stderr):
             t = threading.Thread(target=target, daemon=True)
             t.start()
@@ -481,6 +493,13 @@ def start_server(step):
         s.kill()
     for s in servers:
         s.check_sanitizer()
+
+
+def lowest_free_fd(pid: int) -> int:
+    """The descriptor the server's next open would get: an RLIMIT_NOFILE of
+    this leaves it no room at all (the limit bounds numbers, not a count)."""
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    return min(set(range(len(used) + 1)) - used)
 
 
 def run_binary(step: Step, *args: str,
@@ -750,6 +769,30 @@ def proc_children(pid: int) -> dict[int, str]:
         if int(fields[1]) == pid:
             out[int(entry)] = fields[0]
     return out
+
+
+# -- CPUs apart: the server on one, its load on the others (as the bench pins)
+
+def cpus_apart() -> tuple[set[int] | None, set[int] | None]:
+    """(the server's CPU, the load's CPUs), as the bench pins them; on one
+    CPU (None, None): nothing is pinned."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else (None, None)
+
+
+def pin_process(pid: int, cpus: set[int] | None) -> None:
+    """Every thread of `pid` onto `cpus` (a thread started later inherits it)."""
+    if not cpus:
+        return
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:
+            pass  # a thread that just ended
+
+
+def on_cpus(cpus: set[int] | None):
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
 def wait_for(probe, want, timeout: float = IO_TIMEOUT, every: float = 0.02):

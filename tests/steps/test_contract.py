@@ -5,14 +5,16 @@ surviving clients that vanish."""
 import json
 import re
 import select
+import collections
+import resource
 import signal
 import socket
 import time
 
 import pytest
 
-from conftest import (SLOW, STATS_KEYS, STOP_TIMEOUT, Client, echo_exchange, request_bytes,
-                      run_binary)
+from conftest import (SLOW, STATS_KEYS, STOP_TIMEOUT, Client, echo_exchange, lowest_free_fd,
+                      request_bytes, run_binary)
 
 HELLO = b"Hello, World!\n"
 
@@ -74,6 +76,25 @@ def test_ready_line_exactly_once(start_server):
     assert len(stopped.stdout_lines) == 2, f"ready line + stats line, got {stopped.stdout_lines}"
 
 
+def test_ready_line_comes_once_the_server_is_set_up(start_server):
+    """After the ready line the server opens nothing more until a client
+    comes: every loop, thread and ring exists already. With no descriptor
+    left to it from that moment on, it keeps running and serves once the
+    limit is back."""
+    for _ in range(5):
+        server = start_server("http")
+        soft, hard = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (lowest_free_fd(server.pid), hard))
+        time.sleep(0.2 * SLOW)
+        alive = server.proc.poll() is None
+        if alive:
+            resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        assert alive, f"exit {server.proc.returncode} after the ready line: {server.stderr}"
+        with Client(server.address) as c:
+            assert c.get("/hello").status == 200
+        assert server.stop().rc == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_prints_one_stats_line_and_exits_0(start_server, step, mode, sig):
     server = start_server(mode)
@@ -102,6 +123,68 @@ def test_stop_lets_an_in_flight_request_finish(start_server):
     assert stopped.stats["requests"] == 1
 
 
+def test_a_stop_in_flight_answers_and_closes(start_server):
+    """Once a stop begins, the answer in flight is the connection's last: it
+    is sent, and the server closes after it (with Connection: close when the
+    server knew of the stop before the answer was made: a loop busy in /work
+    learns of it at its next wait)."""
+    server = start_server("http")
+    with Client(server.address) as c:
+        assert c.get("/hello").header("connection") is None, "keep-alive before the stop"
+        c.send(request_bytes("GET", "/work?ms=400"))
+        time.sleep(0.2 * SLOW)
+        server.proc.send_signal(signal.SIGTERM)
+        r = c.read_response()
+        assert r.status == 200, r.status
+        c.expect_closed()
+    assert server.stop().rc == 0
+
+
+CROWD = 100      # connections, each with one slow request in flight at the stop
+WORK_MS = 200    # that request's work
+STOP_BOUND = 5   # seconds from SIGTERM to exit: the drain (2 s), the give-up (3 s), one /work
+
+
+def test_a_stop_under_slow_work_keeps_its_bound(start_server, step, many_fds):
+    """100 connections each wait for GET /work?ms=200 — one loop thread
+    works them one at a time, so most have not started — and SIGTERM comes
+    at 0.5 s. The server exits 0 within 5 s (drain time, give-up time, and
+    the request a thread is in the middle of), and every client gets its 200,
+    a 503 with Connection: close, or a close: none hangs."""
+    server = start_server("http")
+    clients = []
+    try:
+        for _ in range(CROWD):
+            clients.append(Client(server.address, timeout=(STOP_BOUND + 5) * SLOW))
+        for c in clients:
+            c.send(request_bytes("GET", f"/work?ms={WORK_MS}"))
+        time.sleep(0.5)
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        outcomes = collections.Counter()
+        for c in clients:
+            try:
+                r = c.read_response()
+                assert r.status in (200, 503), r.status
+                # A 503 says Connection: close at a stop, or Retry-After: a full
+                # queue (step 09) refused the request before the stop.
+                assert r.status == 200 or r.closes() or r.header("retry-after"), r.headers
+                outcomes[r.status] += 1
+            except AssertionError as e:
+                if c.eof:
+                    outcomes["closed"] += 1  # closed (or reset) before an answer: allowed
+                else:
+                    raise AssertionError(f"a client hangs after the stop: {e}") from None
+        rc = server.proc.wait(STOP_BOUND * SLOW)
+        took = time.monotonic() - start
+    finally:
+        for c in clients:
+            c.close()
+    print(f"step {step}: exit after {took:.1f} s; {dict(outcomes)}")
+    assert rc == 0 and took <= STOP_BOUND * SLOW, f"exit {rc} after {took:.1f} s"
+    assert sum(outcomes.values()) == CROWD
+
+
 def test_stop_does_not_wait_for_an_idle_client(start_server, mode):
     server = start_server(mode)
     with Client(server.address) as c:
@@ -113,6 +196,15 @@ def test_stop_does_not_wait_for_an_idle_client(start_server, mode):
         stopped = server.stop(timeout=STOP_TIMEOUT)  # the client stays connected
         assert stopped.rc == 0 and stopped.stats is not None
         c.expect_closed()
+
+
+@pytest.fixture
+def many_fds():
+    """Lets this process hold a crowd of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 # -- stats count what happened

@@ -194,6 +194,27 @@ def test_06_fewer_wakeups_than_05(start_server, step):
     assert et_wakeups < lt_wakeups, f"06: {et_wakeups} wake-ups, 05: {lt_wakeups}"
 
 
+# -- a flood on one connection
+
+@pytest.mark.only(event_loop=True)
+def test_a_flooding_client_is_answered_in_order_and_others_are_served(start_server):
+    """One client pipelines 8 MB of requests as fast as it can; the loop
+    serves another client in between, and nothing of the flood is lost or
+    reordered."""
+    server = start_server("http")
+    n = 2000
+    raw = request_bytes("GET", "/hello", headers=[("X-Pad", "a" * 4000)])
+    with Client(server.address, timeout=30 * SLOW) as flood, Client(server.address) as other:
+        sender = threading.Thread(target=lambda: flood.sock.sendall(raw * n), daemon=True)
+        sender.start()
+        for _ in range(5):
+            assert other.get("/hello").status == 200
+        for i in range(n):
+            assert flood.read_response().body == b"Hello, World!\n", i
+        sender.join(10 * SLOW)
+    assert server.stop().stats["requests"] == n + 5
+
+
 # -- timers: slow and forgotten clients
 
 @pytest.mark.only(event_loop=True)
@@ -232,6 +253,7 @@ def cpu_seconds(pid):
 
 
 @pytest.mark.only(event_loop=True)
+@pytest.mark.claim("emfile_at_run_time")  # the limit is lowered while the server runs
 def test_emfile_refuses_without_spinning_and_recovers(start_server):
     server = start_server("http")
     limit = 64

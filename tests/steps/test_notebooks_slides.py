@@ -72,9 +72,11 @@ def figures(tmp_path_factory):
 def test_notebook_runs_against_the_fixture(figures, notebook):
     errors, out = figures
     assert errors[notebook] is None, errors[notebook]
-    # Each notebook saves the figures it names in a `lr.save(fig, "name")` call.
+    # Each notebook saves the figures it names: `lr.save(fig, "name")`, or a
+    # helper of its own called with the name first (`idle_figure("idle-cpu", …)`).
     source = (ROOT / "notebooks" / notebook).read_text()
-    names = re.findall(r'lr\.save\([^,]+, \\?"([\w-]+)\\?"\)', source)
+    names = re.findall(r'(?:lr\.save\([^,]+, |_figure\(|panels\([^,]+, )\\?"([\w-]+)\\?"',
+                       source)
     assert names, f"{notebook} saves no figure"
     for name in names:
         png = out / f"{name}.png"
@@ -123,7 +125,7 @@ def test_deck_references_resolve(figures):
     _, out = figures
     used = build.Used()
     text = build.assemble(SLIDES / "deck.md", out, used)
-    assert "{{" not in text
+    assert not re.search(r"^\{\{\s*\w+", text, re.M), "a directive left unresolved"
     assert len(used.snippets) >= 8 and len(used.diffs) >= 5 and used.figures
     for rel, tag in used.snippets:
         assert (ROOT / rel).exists(), rel
@@ -142,23 +144,69 @@ def node_major() -> int:
     return int(m.group(1)) if m else 0
 
 
-def test_deck_renders_to_self_contained_html(figures, tmp_path):
+@pytest.fixture(scope="module")
+def deck_html(figures, tmp_path_factory):
+    """The deck rendered by Marp CLI, as the room sees it (HTML)."""
     if node_major() and node_major() < 18:
         pytest.skip(f"Marp CLI needs Node.js 18+; this system has {node_major()}")
     assert MARP.exists(), ("Marp CLI is not installed in slides/node_modules: "
                            "run `make slides-deps` (npm ci from slides/package-lock.json)")
     _, out = figures
+    dest = tmp_path_factory.mktemp("slides")
     r = subprocess.run([sys.executable, str(SLIDES / "build.py"), "--figures", str(out),
-                        "--out", str(tmp_path), "--no-pdf"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+                        "--out", str(dest), "--no-pdf"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
-    html = (tmp_path / "ladder.html").read_text()
+    return dest / "ladder.html"
+
+
+def test_deck_renders_to_self_contained_html(deck_html):
+    html = deck_html.read_text()
     assert html.count("<section") >= 40
     # Self-contained: figures are embedded, nothing is fetched from a path.
     assert "data:image/png;base64," in html
     assert not re.search(r'<img[^>]+src="(?!data:)', html)
     for needle in ("[snip:et-drain]", "EPOLLET", "docs/diffs/05-06.diff", "FD_SETSIZE"):
         assert needle in html, needle
+
+
+def test_deck_code_fits_a_slide_and_prose_is_not_hard_wrapped(figures):
+    """At most 16 lines of code per slide (longer code goes on over several
+    slides, never cut off), no "… N more lines", and no paragraph broken
+    where its source line was."""
+    import build
+
+    _, out = figures
+    text = build.assemble(SLIDES / "deck.md", out, build.Used())
+    assert "more lines in" not in text
+    for n, slide in enumerate(text.split("\n---\n")):
+        for block in re.findall(r"^```\w*\n(.*?)^```", slide, re.S | re.M):
+            assert len(block.splitlines()) <= build.MAX_LINES, f"slide {n}: {block[:200]}"
+        prose = re.sub(r"^```.*?^```", "", slide, flags=re.S | re.M)
+        prose = re.sub(r"<!--.*?-->", "", prose, flags=re.S)
+        for para in re.split(r"\n\s*\n", prose):
+            lines = [l for l in para.splitlines() if l.strip()]
+            if len(lines) > 1 and not any(build.BLOCK_START.match(l) for l in lines):
+                pytest.fail(f"slide {n}: a paragraph over {len(lines)} source lines: {para[:120]}")
+
+
+def test_deck_projects_at_1280x720(deck_html):
+    """Headless Chromium shows every slide at 1280x720 and measures it:
+    nothing taller than the slide, no code wider than it, no text under
+    18 px, code at 20 px or more, no table with an empty header row, code
+    and diagrams in one character width. Screenshots of every slide go to
+    build/slides/png/ to look at."""
+    import check
+
+    if not check.chromium_binary():
+        pytest.fail("no chromium: `make deps` installs it (tools/deps.sh test)")
+    slides = check.check(deck_html, ROOT / "build" / "slides" / "png")
+    assert len(slides) >= 40
+    bad = [f"slide {s['slide']} ({s.get('title', '')[:40]}): {p}"
+           for s in slides for p in check.problems(s)]
+    assert not bad, "\n".join(bad)
+    assert max(s["height"] for s in slides) <= check.HEIGHT
+    assert min(s["font"] for s in slides if s.get("font")) >= check.MIN_FONT
 
 
 # --------------------------------------------------------------------------

@@ -105,7 +105,6 @@ def test_09_pool_full_queue_answers_503_with_retry_after_and_recovers(start_serv
         close_all(busy)
     stats = server.stop().stats
     assert stats["queue"]["rejected_503"] == 1
-    assert stats["loops"][0]["rejected_503"] == 1
 
 
 # -- timers: a timerfd per loop
@@ -234,27 +233,6 @@ def test_09_pool_echo_runs_on_the_loops_alone(start_server):
     assert "workers" not in stats, "no per-worker counts: there are no workers"
 
 
-# -- fairness: a read budget per connection per pass
-
-def test_09_pool_a_flooding_client_is_read_in_budgets_and_others_are_served(start_server):
-    """One loop; one client pipelines 8 MB of requests as fast as it can.
-    The loop reads it a budget at a time (counted as "deferred"), serving
-    the other client in between; nothing is lost or reordered."""
-    server = start_server("http", "--io-threads", "1")
-    n = 2000
-    raw = request_bytes("GET", "/hello", headers=[("X-Pad", "a" * 4000)])
-    with Client(server.address, timeout=30 * SLOW) as flood, Client(server.address) as other:
-        sender = threading.Thread(target=lambda: flood.sock.sendall(raw * n), daemon=True)
-        sender.start()
-        for _ in range(5):
-            assert other.get("/hello").status == 200
-        for i in range(n):
-            assert flood.read_response().body == HELLO, i
-        sender.join(IO_TIMEOUT)
-    stats = server.stop().stats
-    assert stats["loops"][0]["deferred"] > 0, "the budget never cut a read short"
-
-
 # -- graceful stop: the queue is worked off, within a bound
 
 def test_09_pool_stop_finishes_queued_work_then_exits_0(start_server):
@@ -277,9 +255,10 @@ def test_09_pool_stop_finishes_queued_work_then_exits_0(start_server):
 
 
 def test_09_pool_stop_is_bounded_by_the_drain_plus_the_job_in_hand(start_server):
-    """The drain waits about 2 s for answers, then closes what is left; the
-    waiting jobs are dropped and only the job a worker holds is finished:
-    the server exits after about 2.5 s here, not 3 x 2.5 s."""
+    """A job the worker holds when the stop comes is finished and answered;
+    the jobs still waiting when the drain time (2 s) is over are not started:
+    they are answered 503 and closed. The server exits after about 2.5 s
+    here, not 3 x 2.5 s."""
     server = start_server("http", "--io-threads", "1", "--workers", "1", "--queue", "4")
     busy = [Client(server.address, timeout=10 * SLOW) for _ in range(3)]
     try:
@@ -289,8 +268,10 @@ def test_09_pool_stop_is_bounded_by_the_drain_plus_the_job_in_hand(start_server)
         start = time.monotonic()
         stopped = server.stop()
         took = time.monotonic() - start
+        statuses = sorted(c.read_response().status for c in busy)
+        assert statuses == [200, 503, 503], "the job in hand answered, the waiting ones refused"
         for c in busy:
-            c.expect_closed()  # past the drain: closed without an answer
+            c.expect_closed()  # a stop: every answer is the connection's last
     finally:
         close_all(busy)
     assert stopped.rc == 0 and stopped.stats is not None
