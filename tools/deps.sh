@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, or says exactly how.
 #   tools/deps.sh test       build + unit tests + pytest suite (which also executes
-#                            the notebooks and renders the slides: nbclient, Node.js)
+#                            the notebooks and renders the slides: nbclient, Node.js,
+#                            and Chromium, which projects every slide and measures it)
 #   tools/deps.sh bench      build + plots (matplotlib) + strace
 #   tools/deps.sh hotpath    build + valgrind (callgrind), perf when present
 #   tools/deps.sh notebooks  build + nbclient, matplotlib, jupyter-nbconvert (HTML copies)
+#   tools/deps.sh jupyter    the above + jupyter-notebook, for make notebooks-serve
 #   tools/deps.sh slides     Node.js 18+ and npm, for Marp CLI (slides/package-lock.json)
+#   tools/deps.sh labs       build + what the namespace labs run: iproute2, nftables (lab-faults), haproxy (lab-hosts)
 # As root: apt-get installs what is missing. Otherwise: prints the command
 # and exits 1, so `make` stops before doing half the job.
 set -euo pipefail
@@ -16,24 +19,29 @@ if [ "$(uname -s)" != "Linux" ]; then
   exit 1
 fi
 
-need=(cmake ninja-build g++ make doctest-dev python3-venv python3-pytest python3-pytest-timeout)
+need=(cmake ninja-build g++ make doctest-dev liburing-dev python3-venv python3-pytest python3-pytest-timeout)
 # The suite executes the notebooks and renders the slides, so `test` needs them too.
 learn=(python3-matplotlib python3-nbclient python3-ipykernel)
 node=false
 case "${1:-test}" in
-  test) need+=("${learn[@]}" strace); node=true ;;
+  # nftables and haproxy: the faults and hosts labs, whose tests run in make test.
+  test) need+=("${learn[@]}" strace chromium nftables haproxy); node=true ;;
   bench) need+=(python3-matplotlib strace)
     command -v perf >/dev/null ||
       echo "optional, to count system calls without slowing the server: apt-get install -y linux-perf" >&2
-    # Reference rows when present, never required: wrk checks loadgen, nginx is a peer.
-    { command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null ||
-      echo "optional, for reference rows in make bench: apt-get install -y wrk nginx-light" >&2 ;;
+    # Reference rows when present, never required: wrk checks loadgen, nginx and
+    # Go's goroutine-per-connection server (tools/reference/go) are peers.
+    { command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; } && command -v go; } \
+        >/dev/null ||
+      echo "optional, for reference rows in make bench: apt-get install -y wrk nginx-light golang-go" >&2 ;;
   hotpath) need+=(valgrind)
     command -v perf >/dev/null ||
       echo "optional, to count system calls without slowing the server: apt-get install -y linux-perf" >&2 ;;
   notebooks) need+=("${learn[@]}" jupyter-nbconvert) ;;
+  jupyter) need+=("${learn[@]}" jupyter-nbconvert jupyter-notebook) ;;
   slides) need=(); node=true ;;
-  *) echo "usage: tools/deps.sh test|bench|hotpath|notebooks|slides" >&2; exit 2 ;;
+  labs) need+=(iproute2 nftables haproxy) ;;
+  *) echo "usage: tools/deps.sh test|bench|hotpath|notebooks|jupyter|slides|labs" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null; then

@@ -2,9 +2,9 @@
 """Server Ladder's bench: every step (and the floor/nginx references) under
 the same loads; a table in the terminal, results/<date>-<machine>.csv, plots.
 
-    tools/bench/bench.py                   the default set (make bench, ~3 min)
+    tools/bench/bench.py                   the default set (make bench, ~5 min)
     tools/bench/bench.py --full            everything (make bench-full)
-    tools/bench/bench.py --set targets     only issue #9's target cells, 5 runs of 1 s
+    tools/bench/bench.py --set targets     only the performance targets' cells, 5 runs of 1 s
     tools/bench/bench.py --steps 05,06 --scenarios http-c50,idle-5k --repeats 5
     tools/bench/bench.py --list            what would run, and what is skipped why
     tools/bench/plot.py results/X.csv      redraw the plots from a CSV
@@ -41,12 +41,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--set", choices=sorted(sc.SETS), default=None,
                    help="which cells: default (make bench), full (every scenario, variant "
                         "and wrk comparison; longer, more repeats), targets (the cells of "
-                        "issue #9's targets; 5 runs of 1 s)")
+                        "the performance targets; 5 runs of 1 s)")
     p.add_argument("--full", action="store_true", help="the same as --set full")
     p.add_argument("--steps", help="only these step numbers, e.g. 05,06")
     p.add_argument("--scenarios", help=f"comma-separated, from: {', '.join(sc.BY_NAME)}")
-    p.add_argument("--peers", default="floor,nginx",
-                   help="reference servers when available: floor,nginx (or none)")
+    p.add_argument("--peers", default="floor,nginx,go",
+                   help="reference servers when available: floor,nginx,go (or none)")
     p.add_argument("--loops", type=int, default=os.cpu_count() or 1,
                    help="event loops of the multi-loop steps (08 --workers, 09 --io-threads) "
                         "and nginx's worker_processes (default: nproc, %(default)s)")
@@ -177,7 +177,7 @@ def main(argv: list[str]) -> int:
         return 2
     only = {n.strip() for n in args.steps.split(",")} if args.steps else None
     peers = {p.strip() for p in args.peers.split(",")} - {"none", ""}
-    contenders = sc.discover(bins, args.full, only, peers, args.loops)
+    contenders = sc.discover(bins, args.full, only, peers, args.loops, args.set)
     if not any(c.kind == "step" for c in contenders):
         print(f"bench: no step binaries in {bins} (make build)", file=sys.stderr)
         return 2
@@ -331,7 +331,7 @@ def main(argv: list[str]) -> int:
     print(f"bench: wrote {csv_path.relative_to(ROOT) if csv_path.is_relative_to(ROOT) else csv_path}"
           f" and {runs_path.name}")
     rows = report.read_csv(csv_path)
-    print("\nIssue #9's targets, from this CSV (report.targets):")
+    print("\nThe performance targets, from this CSV (report.targets):")
     for line in report.targets_lines(rows):
         print(line)
     pngs = []

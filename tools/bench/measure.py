@@ -406,6 +406,7 @@ class Run:
     server_cpu: float = 0.0
     load_cpu: float = 0.0
     cpu_us_per_req: float | None = None
+    user_share: float | None = None  # of the server's CPU, the part in user space (ticks)
     threads: int = 0
     peak_rss_kib: int = 0
     ctx_switches: int | None = None
@@ -517,6 +518,7 @@ def measured(s: sc.Scenario, client: str, cfg: Config, target: Target,
              holder: Running | None) -> Run:
     stats_a = target.stats()
     tree_a = procfs.tree_cpu_seconds(target.pid)
+    split_a = procfs.tree_user_system_seconds(target.pid)
     ns_a = procfs.tree_runtime_ns(target.pid)
     holder_a = procfs.cpu_seconds(holder.proc.pid) if holder else 0.0
     kids_a = reaped_children()
@@ -550,6 +552,7 @@ def measured(s: sc.Scenario, client: str, cfg: Config, target: Target,
     kids_b = reaped_children()
     try:
         tree_b = procfs.tree_cpu_seconds(target.pid)
+        split_b = procfs.tree_user_system_seconds(target.pid)
         ns_b = procfs.tree_runtime_ns(target.pid)
         holder_b = procfs.cpu_seconds(holder.proc.pid) if holder else 0.0
         threads = max(threads, procfs.tree_threads(target.pid))
@@ -572,6 +575,9 @@ def measured(s: sc.Scenario, client: str, cfg: Config, target: Target,
     run.load_cpu = ((kids_b.ru_utime + kids_b.ru_stime) - (kids_a.ru_utime + kids_a.ru_stime))
     if run.requests:
         run.cpu_us_per_req = run.server_cpu * 1e6 / run.requests
+    user, system = split_b[0] - split_a[0], split_b[1] - split_a[1]
+    if user + system > 0:
+        run.user_share = user / (user + system)
     run.threads = threads
     run.peak_rss_kib = max(hwm, rss)
     wakeups = stats_delta(stats_a, stats_b, "wakeups")
@@ -598,7 +604,7 @@ MAX_TRACED_THREADS = 1000  # a thread per idle connection: attaching takes longe
 # tracepoint to let go of it when it stops, so the list stays short.
 PERF_SYSCALLS = ("read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto",
                  "sendmsg", "epoll_wait", "epoll_pwait", "poll", "ppoll", "select",
-                 "accept4", "epoll_ctl", "close")
+                 "accept4", "epoll_ctl", "close", "io_uring_enter")
 TRACEFS = (Path("/sys/kernel/tracing/events/syscalls"),
            Path("/sys/kernel/debug/tracing/events/syscalls"))
 

@@ -2,8 +2,9 @@
 scenario makes sense for which server.
 
 Steps come from build/bin/step-NN; nothing here lists them. What a step
-cannot do lives in CAPS, one line per step, like tests/steps/conftest.py: a
-step without a line is an ordinary concurrent server and runs everything.
+cannot do is the [bench] section of its steps/NN-name/step.toml (and its
+variants there): a step without one is an ordinary concurrent server and
+runs everything.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from ladder import steps as step_info  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,33 +35,36 @@ class Caps:
     one_loop: bool = False        # serves every connection from one thread (workers = 1)
     loops_flag: str = ""          # the flag that sets its loop count: the bench passes --loops
     args: tuple[str, ...] = ()
+    hotpath: bool = False         # in make hotpath's default list (tools/profile/hotpath.py)
+    # Which performance targets name it (report.targets; cells in TARGET_CELLS):
+    c10k: bool = False            # (d): 15k idle beside 50 active, against none
+    syscalls_target: str = ""     # (e): "judged" or "reported" (a step that reads to EAGAIN)
+    cpu_goal: tuple = ()          # (f): ("06", 1.10): CPU µs/request at most 1.10× step 06's
+    idle_memory_goal: tuple = ()  # (g): ("go", 1.0): memory per idle connection ≤ go's
+    compare: tuple = ()           # ("06", "floor"): beside it in every COMPARE_SCENARIOS cell
     why: str = ""                 # shown when a scenario is skipped for this server
 
 
-CAPS: dict[str, Caps] = {
-    "01": Caps(max_conns=1, one_loop=True, why="one client at a time: measured at 1 connection"),
-    "02": Caps(max_idle=5000, why="a thread per idle connection: not at 15k"),
-    "03": Caps(max_idle=1000, curve=True, one_loop=True,
-               why="select() stops at FD_SETSIZE (1024)"),
-    "04": Caps(curve=True, quick_max_idle=5000, one_loop=True,
-               why="poll() takes ~30 s to accept 15k: make bench-full measures it"),
-    "05": Caps(curve=True, wrk=True, one_loop=True),
-    "06": Caps(curve=True, mix=True, one_loop=True),
-    # Their default loop count is the step's own guess (08: every CPU of the
-    # machine; 09: the CPUs it may run on, 1 when pinned): the bench sets it,
-    # the same as nginx's worker_processes, so the comparison says what it ran.
-    "08": Caps(loops_flag="--workers"),
-    "09": Caps(mix=True, pool=True, loops_flag="--io-threads"),
-}
-# Variants worth measuring besides a step's default (full set only). Steps
-# whose --help lists `--variant a|b|c` get those too.
+def caps_of(section: dict) -> Caps:
+    keys = {k: v for k, v in section.items() if k != "variants"}
+    for key in ("args", "modes", "cpu_goal", "idle_memory_goal", "compare"):
+        if key in keys:
+            keys[key] = tuple(keys[key])
+    return Caps(**keys)
+
+
+# "NN" -> Caps, and "NN" -> {variant: Caps}, from every step's description.
+STEPS = step_info.all_steps()
+CAPS: dict[str, Caps] = {n: caps_of(s.bench) for n, s in STEPS.items()}
 VARIANTS: dict[str, dict[str, Caps]] = {
-    "02": {"processes": Caps(max_idle=1000, args=("--processes",),
-                             why="a process per idle connection: not past 1k")},
-}
+    n: {name: caps_of(v) for name, v in step_info.variants(s.bench).items()}
+    for n, s in STEPS.items()}
 PEERS: dict[str, Caps] = {
     "floor": Caps(wrk=True, one_loop=True),  # HTTP /hello and echo (--mode echo)
     "nginx": Caps(modes=("http",), wrk=True, stats=False, why="HTTP only here"),
+    # tools/reference/go: a goroutine per connection, Go's netpoller underneath:
+    # step 10's model, built by Go's runtime. On the idle curve for its memory.
+    "go": Caps(stats=False, curve=True),
 }
 
 
@@ -90,15 +98,18 @@ def help_variants(binary: Path) -> list[str]:
 
 def with_loops(caps: Caps, loops: int) -> tuple[Caps, int | None]:
     """The caps with the loop count on the command line, and the worker count."""
+    if caps.one_loop:
+        return caps, 1
     if caps.loops_flag:
         return dataclasses.replace(caps, args=(*caps.args, caps.loops_flag, str(loops))), loops
     return caps, (1 if caps.one_loop else None)
 
 
 def discover(bin_dir: Path, full: bool, only: set[str] | None,
-             peers: set[str], loops: int = 1) -> list[Contender]:
+             peers: set[str], loops: int = 1, which: str = "") -> list[Contender]:
     """The servers to run. loops: the event loops of the multi-loop steps
-    (08 --workers, 09 --io-threads) and nginx's worker_processes."""
+    (08 --workers, 09 --io-threads) and nginx's worker_processes. Variants
+    run in the full set, and in the targets set those that are target cells."""
     out = []
     for binary in sorted(bin_dir.glob("step-[0-9][0-9]")):
         if not (binary.is_file() and os.access(binary, os.X_OK)):
@@ -108,18 +119,24 @@ def discover(bin_dir: Path, full: bool, only: set[str] | None,
             continue
         caps, workers = with_loops(CAPS.get(number, Caps()), loops)
         out.append(Contender(number, "step", number, "", binary, caps, workers))
-        if not full:
-            continue
+        targeted = {c for cells in TARGET_CELLS.values() for c in cells}
         variants = dict(VARIANTS.get(number, {}))
-        for name in help_variants(binary):
-            variants.setdefault(name, dataclasses.replace(caps, args=(*caps.args,
-                                                                      "--variant", name)))
+        if full:
+            for name in help_variants(binary):
+                variants.setdefault(name, dataclasses.replace(caps, args=(*caps.args,
+                                                                          "--variant", name)))
         for name, vcaps in variants.items():
-            out.append(Contender(f"{number}-{name}", "step", number, name, binary, vcaps,
-                                 workers))
+            key = f"{number}-{name}"
+            if not full and key not in targeted:
+                continue
+            vcaps, vworkers = with_loops(vcaps, loops)
+            out.append(Contender(key, "step", number, name, binary, vcaps, vworkers))
     floor = bin_dir / "floor"
     if "floor" in peers and floor.is_file() and os.access(floor, os.X_OK):
         out.append(Contender("floor", "peer", "floor", "", floor, PEERS["floor"], 1))
+    go = bin_dir / "reference-go"
+    if "go" in peers and go.is_file() and os.access(go, os.X_OK):
+        out.append(Contender("go", "peer", "go", "", go, PEERS["go"], None))
     if "nginx" in peers and nginx_binary():
         out.append(Contender("nginx", "peer", "nginx", "", None, PEERS["nginx"], loops))
     return out
@@ -171,6 +188,7 @@ SCENARIOS = [
              about="echo ping-pong, 64 B messages, 100 connections"),
     Scenario("echo-16k", "echo", mode="echo", connections=100, size=16384,
              about="echo ping-pong, 16 KiB messages, 100 connections"),
+    Scenario("idle-100", "idle", idle=100, about="50 active + 100 idle connections"),
     Scenario("idle-1k", "idle", idle=1000, about="50 active + 1,000 idle connections"),
     Scenario("idle-5k", "idle", idle=5000, about="50 active + 5,000 idle connections"),
     Scenario("idle-15k", "idle", idle=15000, about="50 active + 15,000 idle connections"),
@@ -181,25 +199,61 @@ SCENARIOS = [
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
-# The cells issue #9's targets compare (report.targets): scenario -> servers.
-# In this order: d compares idle-15k with http-c50, so they run back to back.
-TARGET_CELLS: dict[str, set[str]] = {
-    "http-c50": {"05", "06", "08", "09", "floor", "nginx"},  # a, b, e, and d's no-idle point
-    "idle-15k": {"05", "06", "08", "09"},                    # d
-    "http-c200": {"06", "08", "09", "floor", "nginx"},       # a; b reported
-    "echo-64": {"06", "floor"},                              # c
-    "echo-16k": {"06", "floor"},                             # c
-}
+def _target_cells() -> dict[str, set[str]]:
+    """The cells the performance targets compare (report.targets): scenario
+    -> servers. (a)-(c) are fixed: the multi-loop steps against nginx, and
+    "08-one" (step 08 with one worker) against the one-loop floor; (d)-(g)
+    name the steps whose step.toml asks for them. In this order: d compares
+    idle-15k with http-c50, so they run back to back."""
+    cells = {"http-c50": {"08", "08-one", "09", "floor", "nginx"},  # a, b
+             "idle-15k": set(),
+             "http-c200": {"08", "08-one", "09", "floor", "nginx"},  # a; b reported
+             "echo-64": {"08-one", "floor"},                         # c
+             "echo-16k": {"08-one", "floor"}}                        # c
+    for n, caps in CAPS.items():
+        if caps.c10k:
+            cells["http-c50"].add(n)
+            cells["idle-15k"].add(n)
+        if caps.syscalls_target:
+            cells["http-c50"].add(n)
+        if caps.cpu_goal:
+            cells["http-c50"] |= {n, caps.cpu_goal[0]}
+        if caps.idle_memory_goal:
+            cells["http-c50"] |= {n, caps.idle_memory_goal[0]}
+            cells["idle-15k"] |= {n, caps.idle_memory_goal[0]}
+    return cells
 
-# The default set (make bench, ~3 minutes on 2 cores) keeps every lesson
-# once, and measures the targets at http-c50 (a and b at 50 connections, d
-# for 05 and 06, e); the full set (make bench-full) is everything, longer and
+
+TARGET_CELLS: dict[str, set[str]] = _target_cells()
+
+# A step's fair comparison (step.toml: compare): the servers that do the same
+# work on the same loop count, beside it at 1, 50 and 200 connections, echo
+# of 64 B and 16 KiB, and 15k idle — in the default set, so the committed run
+# carries it.
+COMPARE_SCENARIOS = ["http-c1", "http-c50", "http-c200", "echo-64", "echo-16k", "idle-15k"]
+
+
+def _compare_cells() -> dict[str, set[str]]:
+    cells: dict[str, set[str]] = {s: set() for s in COMPARE_SCENARIOS}
+    for n, caps in CAPS.items():
+        if caps.compare:
+            for s in COMPARE_SCENARIOS:
+                cells[s] |= {n, *caps.compare}
+    return cells
+
+
+COMPARE_CELLS: dict[str, set[str]] = _compare_cells()
+
+# The default set (make bench, ~4 minutes on 2 cores) keeps every lesson
+# once, measures the targets at http-c50 (a and b at 50 connections, d
+# for 05 and 06, e), and the fair comparisons (COMPARE_CELLS; http-c200 and
+# the echo cells run only those); the full set (make bench-full) is everything, longer and
 # more often; the targets set (--set targets, ~4 minutes) only the cells of
-# issue #9's targets, every one of them, with more and longer runs: its
+# performance targets, every one of them, with more and longer runs: its
 # ratios are judged to a few per cent.
 SETS: dict[str, list[str]] = {
-    "default": ["http-c1", "http-c50", "idle-1k", "idle-5k", "idle-15k", "newconn-c50",
-                "mix-work"],
+    "default": ["http-c1", "http-c50", "http-c200", "echo-64", "echo-16k", "idle-100",
+                "idle-1k", "idle-5k", "idle-15k", "newconn-c50", "mix-work"],
     "full": [s.name for s in SCENARIOS],
     "targets": list(TARGET_CELLS),
 }
@@ -214,7 +268,7 @@ def applies(c: Contender, s: Scenario, full: bool | str, pool_present: bool) -> 
     full = which == "full"
     caps = c.caps
     if which == "targets" and c.name not in TARGET_CELLS.get(s.name, ()):
-        return "not a cell of issue #9's targets"
+        return "not a cell of the performance targets"
     if s.mode not in caps.modes:
         return caps.why or f"no {s.mode} mode"
     if caps.max_conns is not None and s.connections > caps.max_conns:
@@ -228,10 +282,15 @@ def applies(c: Contender, s: Scenario, full: bool | str, pool_present: bool) -> 
             return "the mix is for the pool step, which is not built"
         if not caps.mix and not (full and c.kind == "step"):
             return "the mix runs on the pool step and its single-loop contrast"
-    if c.variant and s.name not in ("http-c50", "newconn-c50"):
-        return "variants run http-c50 and newconn-c50"
-    if which == "default" and s.idle and not caps.curve:
-        return "the default idle curve is the event loops 03-06 (make bench-full: all)"
+    compared = c.name in COMPARE_CELLS.get(s.name, ())
+    if which == "default" and s.name not in ("http-c1", "http-c50") and \
+            s.name in COMPARE_CELLS and not s.idle and not compared:
+        return "in the default set a fair comparison's cell (step.toml compare; make bench-full: all)"
+    if c.variant and c.name not in TARGET_CELLS.get(s.name, ()):
+        if which != "full" or s.name not in ("http-c50", "newconn-c50"):
+            return "a variant runs its target cells (and in the full set http-c50, newconn-c50)"
+    if which == "default" and s.idle and not caps.curve and not compared:
+        return "the default idle curve is 02 and the event loops 03-06 (make bench-full: all)"
     return None
 
 

@@ -1,21 +1,25 @@
-"""Guided demos: `make step-NN` runs tools/demo/step_NN.py's run(demo).
+"""Guided demos: `make step-NN` runs run(demo) of steps/NN-name/demo.py.
 
 The driver owns what every demo shares: starting and stopping servers,
-printing a table, and pointing at what to read and try next. A step's file
-holds only its scenario.
+printing a table, and pointing at what to read and try next. A step's
+demo.py, in the step's own directory, holds only its scenario.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # clients.py, for the demos
 
-from ladder.server import Server, step_binaries, step_dirs  # noqa: E402
+from ladder.server import ROOT, Server, step_binaries, step_dirs  # noqa: E402
+from quiet import Watch  # noqa: E402
+
+BUSY = "the machine was busy: these numbers are unreliable, rerun"
 
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
 RESET = "\033[0m" if sys.stdout.isatty() else ""
@@ -44,6 +48,27 @@ class Demo:
             if srv.proc and srv.proc.poll() is None:
                 srv.stop()
             srv.kill()
+
+    def busy(self, watch: Watch) -> None:
+        """Instead of a claim the numbers cannot carry."""
+        self.say(f"{BOLD}{BUSY}{RESET} ({watch.why()}).")
+
+    def claim(self, holds: bool, watch: Watch, text: str, otherwise: str) -> None:
+        """Prints `text` only if this run's own numbers show it; on a busy
+        machine says so; otherwise says what the run did show."""
+        if watch.busy:
+            self.busy(watch)
+        elif holds:
+            self.say(text)
+        else:
+            self.say(otherwise)
+
+    @staticmethod
+    def out_dir() -> Path:
+        """Where a demo may write: build/demo/, never results/ (the committed run)."""
+        path = ROOT / "build" / "demo"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def table(self, headers: list[str], rows: list[list[object]]) -> None:
         cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
@@ -80,12 +105,14 @@ def main(argv: list[str]) -> int:
         print(f"step-{step} is not built; known steps: {', '.join(step_dirs())}",
               file=sys.stderr)
         return 2
-    try:
-        scenario = importlib.import_module(f"step_{step}")
-    except ModuleNotFoundError:
+    path = step_dirs()[step] / "demo.py"
+    if not path.is_file():
         print(f"step {step} has no guided demo yet; run `make serve-{step}` and read "
               f"{step_dirs()[step].relative_to(Path.cwd())}/README.md", file=sys.stderr)
         return 2
+    spec = importlib.util.spec_from_file_location(f"demo_{step}", path)
+    scenario = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scenario)
     scenario.run(Demo(step))
     return 0
 

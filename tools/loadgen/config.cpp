@@ -30,6 +30,15 @@ Drives one server with HTTP or echo requests; prints one JSON object on stdout.
   --pipeline D       requests in flight per connection (default 1)
   --new-conn         a new TCP connection for every request
   --idle K           also hold K idle connections that send nothing
+  --idle-procs P     hold them in P child processes, each with its own descriptor
+                     limit (default: in this process if they fit, else as many as needed)
+  --idle-sources N   bind them to 127.0.0.1 ... 127.0.0.N (127/8 targets; default:
+                     one address per 2,000, each has its own ephemeral ports)
+  --idle-hold S      once all are connected, hold them S seconds with nothing sent
+                     before the load starts (what idle connections cost a server);
+                     SIGUSR1 ends the hold early
+  --progress S       every S seconds a progress line on stderr, with the phase and
+                     CLOCK_MONOTONIC time, for scripts that line events up with it
   --timeout S        a request unanswered after S seconds is an error (default 10)
   --help             this text
 )";
@@ -131,10 +140,22 @@ struct Parser {
             return true;
         }
         if (flag == "idle") {
-            if (!integer(flag, value, 0, 1'000'000, n)) return false;
+            if (!integer(flag, value, 0, 2'000'000, n)) return false;
             c.idle = static_cast<int>(n);
             return true;
         }
+        if (flag == "idle-procs") {
+            if (!integer(flag, value, 0, 1000, n)) return false;
+            c.idle_procs = static_cast<int>(n);
+            return true;
+        }
+        if (flag == "idle-sources") {
+            if (!integer(flag, value, 1, 250, n)) return false;
+            c.idle_sources = static_cast<int>(n);
+            return true;
+        }
+        if (flag == "idle-hold") return seconds(flag, value, true, c.idle_hold_s);
+        if (flag == "progress") return seconds(flag, value, false, c.progress_s);
         return fail("unknown flag --" + std::string(flag));
     }
 };
@@ -170,7 +191,8 @@ ParseResult parse_args(int argc, const char* const* argv) {
         }
         static constexpr std::string_view kValued[] = {
             "host",   "port",    "mode", "connections", "threads", "duration", "requests",
-            "warmup", "timeout", "rate", "path",        "size",    "pipeline", "idle"};
+            "warmup", "timeout", "rate", "path",        "size",    "pipeline", "idle",
+            "idle-procs", "idle-sources", "idle-hold", "progress"};
         if (std::find(std::begin(kValued), std::end(kValued), flag) ==
             std::end(kValued)) {
             p.fail("unknown flag --" + std::string(flag));

@@ -1,11 +1,13 @@
 // loadgen — drives one server with HTTP or echo requests and prints one JSON
 // object with what it measured. See README.md for the flags and the JSON.
 //
-// Threads: the main thread opens the idle connections, starts --threads
-// workers (each an epoll loop over its share of the connections), releases
-// them together through a barrier once all are connected, watches the idle
-// connections and prints progress while they run, then merges their
-// results. Nothing is shared while they run but the progress counters.
+// Threads: the main thread forks the idle processes if any (before any
+// thread exists), starts --threads workers (each an epoll loop over its
+// share of the connections), opens the idle connections once the workers'
+// are up, holds them quiet for --idle-hold, releases the workers together
+// through a barrier, watches the idle connections and prints progress while
+// they run, then merges their results. Nothing is shared while they run but
+// the progress counters.
 #include "config.h"
 #include "error.h"
 #include "idle.h"
@@ -13,9 +15,11 @@
 #include "signals.h"
 #include "worker.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <barrier>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <netinet/in.h>
@@ -74,17 +78,41 @@ void build_payload(Plan& plan) {
     for (auto& byte : plan.pool) byte = static_cast<char>(rng());
 }
 
-// Descriptors: one per connection and idle connection, plus a few per
-// thread (epoll) and for the process itself.
-void check_fd_budget(const Config& c, int threads) {
+// Descriptors: one per connection, plus a few per thread (epoll) and for
+// the process itself; the idle connections' own, or two pipes per idle process.
+long fd_budget(const Config& c, int threads) {
+    return ladder::raise_fd_limit() - (long(c.connections) + 2L * threads + 32);
+}
+
+void check_fd_budget(const Config& c, int threads, const loadgen::IdleHolder& idle) {
     long limit = ladder::raise_fd_limit();
-    long need = long(c.connections) + c.idle + 2L * threads + 32;
+    long need = long(c.connections) + idle.descriptors() + 2L * threads + 32;
     if (need > limit)
         throw std::runtime_error(
             "--connections " + std::to_string(c.connections) + " + --idle " +
             std::to_string(c.idle) + " need about " + std::to_string(need) +
             " file descriptors, but this process may open " + std::to_string(limit) +
-            "; lower them, or raise the hard limit (ulimit -Hn, or LimitNOFILE)");
+            "; lower them, hold the idle ones in other processes (--idle-procs), or "
+            "raise the hard limit (ulimit -Hn, or LimitNOFILE)");
+}
+
+// The progress line --progress asks for: the phase, and the clock scripts
+// can line their own events up with (CLOCK_MONOTONIC, as Python's
+// time.monotonic()).
+void progress_line(const char* phase, std::int64_t start_ns,
+                   const std::vector<std::unique_ptr<loadgen::Worker>>& workers,
+                   const loadgen::IdleHolder& idle) {
+    std::uint64_t req = 0, err = 0;
+    for (auto& w : workers) {
+        req += w->progress_requests.load(std::memory_order_relaxed);
+        err += w->progress_errors.load(std::memory_order_relaxed);
+    }
+    std::int64_t now = loadgen::now_ns();
+    std::fprintf(stderr,
+                 "loadgen: progress mono=%.6f t=%.3f phase=%s requests=%llu errors=%llu "
+                 "idle=%d\n",
+                 double(now) / 1e9, double(now - start_ns) / 1e9, phase,
+                 (unsigned long long)req, (unsigned long long)err, idle.held());
 }
 
 // Builds one JSON object, key by key, commas included.
@@ -122,8 +150,23 @@ private:
     bool first_ = true;
 };
 
+// SIGUSR1 ends --idle-hold early. It stays blocked in every thread (and in
+// the idle processes), so it interrupts no call: the hold looks for it.
+void block_hold_signal() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    if (int err = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); err != 0)
+        ladder::throw_sys("pthread_sigmask(SIGUSR1)", err);
+}
+
+bool hold_ended() {
+    sigset_t pending;
+    return ::sigpending(&pending) == 0 && sigismember(&pending, SIGUSR1) == 1;
+}
+
 std::string report(const Plan& plan, const Results& r, int threads, double duration_s,
-                   const loadgen::IdlePool& idle) {
+                   const loadgen::IdleHolder& idle, double held_s) {
     const Config& c = plan.config;
     const auto& h = r.latency;
     Json errors;
@@ -173,21 +216,31 @@ std::string report(const Plan& plan, const Results& r, int threads, double durat
         .number("idle_requested", std::uint64_t(idle.requested()))
         .number("idle_held", std::uint64_t(idle.held()))
         .number("idle_lost", std::uint64_t(idle.lost()))
+        .number("idle_procs", std::uint64_t(idle.procs()))
+        .number("idle_sources", std::uint64_t(idle.sources()))
+        .number("idle_connect_s", idle.connect_s(), 3)
+        .number("idle_hold_s", held_s, 3)
         .raw("histogram", histogram);
     return j.done();
 }
 
 int run(const Config& config) {
     ladder::install_stop_handlers();
+    block_hold_signal();
+    double held_s = 0;  // how long --idle-hold held them, in the end
     int threads = std::min(config.threads, config.connections);
-    check_fd_budget(config, threads);
 
     auto plan = std::make_unique<Plan>();
     plan->config = config;
     resolve(*plan);
     build_payload(*plan);
 
-    loadgen::IdlePool idle(plan->address, plan->address_length, plan->target);
+    loadgen::IdleHolder idle(plan->address, plan->address_length, plan->target, config.idle,
+                             config.idle_procs, config.idle_sources,
+                             fd_budget(config, threads));
+    check_fd_budget(config, threads, idle);
+    const double handshake_s = std::max(config.timeout_s, 5.0);
+    idle.fork_children(handshake_s);  // now: no thread exists yet
 
     // Connections and --requests are split as evenly as they go.
     std::vector<std::unique_ptr<loadgen::Worker>> workers;
@@ -219,6 +272,7 @@ int run(const Config& config) {
     std::atomic<int> running{threads};
     std::vector<std::exception_ptr> failures(static_cast<std::size_t>(threads));
     std::exception_ptr idle_failure;
+    std::int64_t began_ns = loadgen::now_ns();  // the idle connections' opening starts
     {
         std::vector<std::jthread> pool;
         for (int t = 0; t < threads; ++t) {
@@ -241,19 +295,47 @@ int run(const Config& config) {
             });
         }
         connected.arrive_and_wait();
+        began_ns = loadgen::now_ns();
         try {
-            idle.open(config.idle, std::max(config.timeout_s, 5.0));
+            idle.open(handshake_s);
+            // All connected, nothing sent: what holding them costs the server.
+            // A script that has measured what it wanted ends it with SIGUSR1.
+            if (config.idle_hold_s > 0) {
+                if (config.progress_s > 0) progress_line("hold", began_ns, workers, idle);
+                std::int64_t from = loadgen::now_ns();
+                std::int64_t until = from + std::int64_t(config.idle_hold_s * 1e9);
+                while (loadgen::now_ns() < until && !ladder::stop_requested() &&
+                       !hold_ended())
+                    idle.watch(int(std::clamp<std::int64_t>(
+                        (until - loadgen::now_ns()) / 1'000'000 + 1, 1, 50)));
+                held_s = double(loadgen::now_ns() - from) / 1e9;
+            }
         } catch (...) {
             idle_failure = std::current_exception();
             ladder::request_stop();  // the workers start, see the stop, and return
         }
         start.arrive_and_wait();
         bool tty = ::isatty(STDERR_FILENO);
-        std::int64_t next_line = plan->start_ns + 1'000'000'000;
+        const bool lines = config.progress_s > 0;
+        const std::int64_t every_ns =
+            lines ? std::int64_t(config.progress_s * 1e9) : 1'000'000'000;
+        std::int64_t next_line = plan->start_ns + every_ns;
+        bool measuring = config.warmup_s <= 0;
+        if (lines)
+            progress_line(measuring ? "measure" : "warmup", began_ns, workers, idle);
         while (running.load() > 0) {
-            idle.watch(50);
             std::int64_t now = loadgen::now_ns();
-            if (tty && now >= next_line) {
+            std::int64_t next = measuring ? next_line : std::min(next_line, plan->measure_ns);
+            idle.watch(int(std::clamp<std::int64_t>((next - now) / 1'000'000 + 1, 1, 50)));
+            now = loadgen::now_ns();
+            if (lines && !measuring && now >= plan->measure_ns) {
+                measuring = true;
+                progress_line("measure", began_ns, workers, idle);
+            }
+            if (lines && now >= next_line) {
+                progress_line(measuring ? "measure" : "warmup", began_ns, workers, idle);
+                next_line += every_ns;
+            } else if (tty && now >= next_line) {
                 std::uint64_t req = 0, err = 0;
                 for (auto& w : workers) {
                     req += w->progress_requests.load(std::memory_order_relaxed);
@@ -272,14 +354,16 @@ int run(const Config& config) {
     for (auto& f : failures)
         if (f) std::rethrow_exception(f);
     idle.watch(0);
+    if (config.progress_s > 0) progress_line("done", began_ns, workers, idle);
 
     Results all;
     for (auto& w : workers) all.merge(w->results());
     double duration_s =
         std::max<double>(0, double(all.stopped_ns - plan->measure_ns) / 1e9);
-    std::string json = report(*plan, all, threads, duration_s, idle);
+    std::string json = report(*plan, all, threads, duration_s, idle, held_s);
     std::printf("%s\n", json.c_str());
     std::fflush(stdout);
+    idle.finish();
     std::fprintf(
         stderr,
         "loadgen: %llu requests in %.2f s = %.0f/s; latency p50 %llu µs, p99 %llu µs, "

@@ -6,7 +6,8 @@ tracepoints, which do not slow the server; strace -f -c when perf cannot).
 
     tools/profile/hotpath.py [--connections 50] [--mode http|echo] [BIN ...]
 
-BIN defaults to build/bin/step-06, step-08, step-09 and floor. Instructions
+BIN defaults to the steps whose step.toml says `hotpath = true` in [bench]
+(06, 08, 09 ...) and the floor. Instructions
 per request are a slope: two runs of N1 and N2 requests on the same number
 of connections, (I2 - I1) / (N2 - N1), so start-up and per-connection costs
 cancel out. Loopback only; each run is bounded by its request count.
@@ -27,6 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools" / "pylib"))
+from ladder.steps import all_steps  # noqa: E402
 BIN = ROOT / "build" / "bin"
 SYSCALLS = ["read", "recvfrom", "sendto", "write", "writev", "epoll_wait", "epoll_ctl"]
 
@@ -153,13 +156,15 @@ def syscalls(binary: Path, args: argparse.Namespace, requests: int) -> tuple[flo
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("binaries", nargs="*", help="server binaries (default: 06, 08, 09, floor)")
+    p.add_argument("binaries", nargs="*",
+                   help="server binaries (default: the hotpath steps of step.toml, floor)")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--mode", choices=("http", "echo"), default="http")
     p.add_argument("--requests", type=int, default=20000, help="N2 (N1 is a tenth)")
     p.add_argument("--bin-dir", type=Path, default=BIN)
     args = p.parse_args(argv)
-    names = args.binaries or ["step-06", "step-08", "step-09", "floor"]
+    names = args.binaries or [f"step-{n}" for n, s in all_steps().items()
+                              if s.bench.get("hotpath")] + ["floor"]
     binaries = [Path(b) if "/" in b else args.bin_dir / b for b in names]
     missing = [str(b) for b in binaries + [args.bin_dir / "loadgen"] if not b.exists()]
     if missing:

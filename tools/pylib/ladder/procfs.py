@@ -101,6 +101,20 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / TICK
 
 
+def tree_user_system_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU of pid's live process tree, in clock ticks' worth
+    of seconds (10 ms each): coarse, but the split that schedstat lacks."""
+    user = system = 0
+    for p in descendants(pid):
+        try:
+            fields = _stat_fields(p)
+        except FileNotFoundError:
+            continue
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / TICK, system / TICK
+
+
 def tree_runtime_ns(pid: int) -> dict[int, int]:
     """{tid: nanoseconds on a CPU} for every live thread of pid's process tree,
     from /proc/PID/task/TID/schedstat: exact, where /proc/PID/stat counts in

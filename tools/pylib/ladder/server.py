@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -18,6 +19,16 @@ from ladder.procfs import children, context_switches, proc_status, rss_kib, thre
 
 ROOT = Path(__file__).resolve().parents[3]
 READY = re.compile(r"^listening on (\S+):(\d+)$")
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def dies_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGKILL when the thread
+    that started it ends, so a demo, bench or soak that is killed leaves no
+    server behind."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def bin_dir() -> Path:
@@ -70,9 +81,13 @@ class Server:
         fd, name = tempfile.mkstemp(prefix=f"{binary.name}-", suffix=".stderr")
         self._stderr_path = Path(name)
         cpus = self.cpus
-        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+        def setup() -> None:
+            dies_with_parent()
+            if cpus:
+                os.sched_setaffinity(0, cpus)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=fd,
-                                     stdin=subprocess.DEVNULL, text=True, preexec_fn=pin)
+                                     stdin=subprocess.DEVNULL, text=True, preexec_fn=setup)
         os.close(fd)
         line = self._read_line(self.ready_timeout)
         match = READY.match(line.strip()) if line else None
