@@ -12,11 +12,11 @@ PORT    ?= 8080
 PYTEST_ARGS ?=
 
 .PHONY: help deps build build-asan build-tsan test test-unit test-steps test-asan test-tsan \
-        notebooks slides slides-deps \
+        notebooks notebooks-serve slides slides-check slides-deps \
         clean $(addprefix serve-,$(NUMBERS)) $(addprefix step-,$(NUMBERS))
 
 help:
-	@echo "Server Ladder — one small server, built nine ways on Linux."
+	@echo "Server Ladder — one small server, built step by step on Linux: $(words $(STEPS)) steps."
 	@echo
 	@echo "  make step-NN      guided demo of step NN (about a minute): $(NUMBERS)"
 	@echo "  make serve-NN     run step NN in the foreground on port $(PORT) (PORT=...)"
@@ -26,12 +26,18 @@ help:
 	@echo "  make fuzz         libFuzzer on the parser and the session, FUZZ_SECONDS=60 each (clang)"
 	@echo "  make fuzz-smoke   the same for 10 s each: the seeds, every past finding among them"
 	@echo "  make build        build every step into build/bin/"
-	@echo "  make bench        every step under the same loads (~3 min): a table, results/*.csv, plots"
+	@echo "  make bench        every step under the same loads (~5 min): a table, results/*.csv, plots"
 	@echo "  make bench-full   every scenario, variant and reference server, 5 runs each (longer)"
 	@echo "  make bench-targets the performance targets only: their cells, 5 runs of 1 s (~4 min)"
-	@echo "  make hotpath      instructions and system calls per request of 06, 08, 09 and the floor"
+	@echo "  make hotpath      instructions and system calls per request (the hotpath steps of step.toml, the floor)"
+	@echo "  make soak         every step in turn under good and bad clients, RSS and fds watched (SOAK_SECONDS=600)"
+	@echo "  make exercises    the exercises: a hole in a step's code to fill, or a bug to find"
+	@echo "  make exercise NAME=06-drain   your copy to edit; make check NAME=06-drain tests it"
+	@echo "  make labs         the labs: one socket pitfall each, measured (make lab-NAME runs one)"
 	@echo "  make notebooks    run notebooks/*.ipynb headless on results/*.csv; figures: results/figures/"
+	@echo "  make notebooks-serve  open the notebooks in Jupyter in your browser (JUPYTER_PORT=8888)"
 	@echo "  make slides       the deck: build/slides/ladder.html (+ .pdf when Chromium is installed)"
+	@echo "  make slides-check every slide in headless Chromium at 1280x720: build/slides/png/"
 	@echo "  make deps         install the Debian packages the above need (as root)"
 	@echo "  make clean        remove build directories and the venv"
 	@echo
@@ -120,6 +126,16 @@ hotpath: build $(PY)
 	@tools/deps.sh hotpath
 	@$(PY) tools/profile/hotpath.py $(HOTPATH_ARGS)
 
+# Every step in turn under a mix of good and bad clients and an EMFILE burst,
+# its RSS and descriptors sampled (tools/soak/soak.py): a table, and
+# build/soak/soak.png, samples.csv, summary.json.
+SOAK_SECONDS ?= 600
+
+.PHONY: soak
+soak: build $(PY)
+	@tools/deps.sh bench
+	@MPLBACKEND=Agg $(PY) tools/soak/soak.py --seconds $(SOAK_SECONDS)
+
 # The learner's material. The notebooks read results/*.csv and never start a
 # server; the slides take code from snippet tags and docs/diffs/, and plots
 # from the notebooks' figures. Marp CLI comes from npm, pinned by the lock file.
@@ -129,6 +145,14 @@ notebooks: $(PY)
 	@tools/deps.sh notebooks
 	@$(PY) notebooks/run.py
 
+# Jupyter (Debian's jupyter-notebook) on the notebooks, for a learner to edit
+# and re-run them; loopback only, the URL with its token is printed.
+JUPYTER_PORT ?= 8888
+notebooks-serve: $(PY)
+	@tools/deps.sh jupyter
+	@cd notebooks && exec ../$(PY) -m notebook --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
+	  --notebook-dir=. $(if $(DISPLAY),,--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
+
 $(NPM_STAMP): slides/package.json slides/package-lock.json | deps
 	@tools/deps.sh slides
 	@cd slides && npm ci --no-audit --no-fund --loglevel=error
@@ -137,6 +161,9 @@ slides-deps: $(NPM_STAMP)
 
 slides: notebooks $(NPM_STAMP)
 	@$(PY) slides/build.py
+
+slides-check: slides
+	@$(PY) slides/check.py
 
 # The suite renders the deck, so Marp CLI is installed before it runs.
 test-steps: $(NPM_STAMP)
@@ -177,3 +204,5 @@ fuzz-smoke:
 
 clean:
 	rm -rf build build-debug build-asan build-tsan build-fuzz .venv .pytest_cache slides/node_modules
+include labs/labs.mk
+include exercises/exercises.mk

@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT = {"date", "machine", "kernel", "cpu", "compiler", "build_type", "commit", "pinning",
         "server", "step", "variant", "kind", "scenario", "mode", "client", "path", "loop",
         "error_kinds", "syscalls_top", "server_stats", "note"}
-# A bench CSV has these; its -runs.csv companion (one row per run) and the
-# herd table do not.
+# A bench CSV has these; its -runs.csv companion (one row per run) does not.
 BENCH_COLUMNS = {"server", "scenario", "client", "connections", "rps", "rps_min",
                  "cpu_us_per_req"}
 # The idle-connection curve: scenario -> idle connections beside the 50 active.
-IDLE_CURVE = {"http-c50": 0, "idle-1k": 1000, "idle-5k": 5000, "idle-15k": 15000}
+IDLE_CURVE = {"http-c50": 0, "idle-100": 100, "idle-1k": 1000, "idle-5k": 5000,
+              "idle-15k": 15000}
 
 
 def _from_env(name: str, default: Path) -> Path:
@@ -165,16 +165,6 @@ def herd(row: dict) -> dict | None:
             "fairness": total * total / (len(conns) * sum(c * c for c in conns))}
 
 
-def herd_csvs(where: Path | None = None) -> list[Path]:
-    """CSVs with a per-variant herd table (step 07's demo writes one)."""
-    where = where or results_path()
-    if where.is_file():
-        where = where.parent
-    return sorted((p for p in where.glob("*.csv")
-                   if {"variant", "wasted_per_connection"} <= set(_header(p))),
-                  key=lambda p: (p.stat().st_mtime, p.name))
-
-
 def label(server: str) -> str:
     """step-07-shared-lt -> 07 shared-lt; floor and nginx stay as they are."""
     if server.startswith("step-"):
@@ -215,8 +205,10 @@ def errors(values: list[tuple[float | None, float | None, float | None]]):
 
 
 # One colour per step, distinct from its neighbours; greys for the references.
+# Twenty, so that a new step gets a colour of its own (tests/steps/test_one_place.py).
 STEP_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-                "#bcbd22", "#17becf"]
+                "#bcbd22", "#17becf", "#393b79", "#e6550d", "#31a354", "#843c39", "#7b4173",
+                "#637939", "#3182bd", "#d6616b", "#ce6dbd", "#8ca252", "#fd8d3c"]
 PEER_COLOURS = {"floor": "#b0b0b0", "nginx": "#505050"}
 
 
