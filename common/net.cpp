@@ -2,18 +2,18 @@
 
 #include "error.h"
 
-#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fcntl.h>
-#include <iterator>
 #include <mutex>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdexcept>
 #include <sys/resource.h>
+#include <system_error>
+#include <thread>
 #include <unistd.h>
 
 namespace ladder {
@@ -134,40 +134,45 @@ bool client_gone_before_accept(int err) noexcept {
 
 namespace {
 
-// Opened before main() runs, while descriptors are plentiful.
-class Spares {
-public:
-    static constexpr int kCount = 4;
+// The refusal needs one free slot in the descriptor table. A spare held
+// open from the start keeps one; closing it would free the slot in the
+// table every thread shares, and another thread's accept4 could take it
+// first. So the accept runs on a short-lived thread with a private copy of
+// the table (close_range with CLOSE_RANGE_UNSHARE copies the table, then
+// closes the spare's number in the copy only): there, and nowhere else, the
+// spare's number is free, and accept4 takes the lowest free number.
+bool accept_and_close_in_private_table(FdRef listener, int spare) {
+    bool refused = false;
+    try {
+        std::thread([&] {
+            if (::close_range(unsigned(spare), unsigned(spare), CLOSE_RANGE_UNSHARE) != 0) return;
+            int client = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+            refused = client >= 0;
+            if (refused) ::close(client);  // the client sees a clean close: "no"
+        }).join();  // its table goes with it; the spare stays open in ours
+    } catch (const std::system_error&) {
+        // No thread to be had: the client waits in the queue.
+    }
+    return refused;
+}
 
-    Spares() { top_up(); }
+// Opened before main() runs, while descriptors are plentiful.
+class Reserve {
+public:
+    Reserve() : spare_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
 
     bool refuse_one(FdRef listener, int err, Counters& stats) {
         std::lock_guard lock(mutex_);
-        top_up();  // spares lost earlier get another chance
         bool refused = false;
         pollfd waiting{.fd = listener.get(), .events = POLLIN, .revents = 0};
-        bool any = std::any_of(std::begin(fds_), std::end(fds_),
-                               [](const Fd& spare) { return spare.valid(); });
-        if (any && ::poll(&waiting, 1, 100) == 1) {
+        if (::poll(&waiting, 1, 100) == 1) {
             // While we waited a connection may have closed: with a descriptor
             // free again the client can be served, not turned away.
-            for (Fd& spare : fds_)
-                if (spare && Fd(::fcntl(spare.get(), F_DUPFD_CLOEXEC, 0)).valid()) return true;
-            for (Fd& spare : fds_) {
-                if (!spare) continue;
-                spare.reset();  // one free slot, for the accept below
-                Fd client(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-                if (client || errno != EMFILE) {
-                    refused = client.valid();
-                    break;  // closing `client` tells it "no"
-                }
-                // EMFILE: another thread's accept took the slot. Next spare.
-            }
-            top_up();
-        } else if (!any) {
-            // Nothing to refuse with until a descriptor frees up: wait a
-            // little, so that a level-triggered loop does not spin.
-            ::poll(nullptr, 0, 10);
+            if (Fd(::fcntl(listener.get(), F_DUPFD_CLOEXEC, 0)).valid()) return true;
+            if (spare_) refused = accept_and_close_in_private_table(listener, spare_.get());
+            // Not refused: no spare, no thread, or another accept took the
+            // client. Wait a little, so that a level-triggered loop does not spin.
+            if (!refused) ::poll(nullptr, 0, 10);
         }
         if (refused) bump(stats.refused);
         if (once_a_second())
@@ -177,21 +182,16 @@ public:
     }
 
 private:
-    void top_up() {
-        for (Fd& spare : fds_)
-            if (!spare) spare.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    }
-
     std::mutex mutex_;
-    Fd fds_[kCount];
+    Fd spare_;
 };
 
-Spares spares;
+Reserve reserve;
 
 }  // namespace
 
 bool refuse_one_client(FdRef listener, int err, Counters& stats) {
-    return spares.refuse_one(listener, err, stats);
+    return reserve.refuse_one(listener, err, stats);
 }
 
 }  // namespace ladder

@@ -67,25 +67,24 @@ long raise_fd_limit();
 bool client_gone_before_accept(int err) noexcept;
 
 // What to do when accept() fails with EMFILE or ENFILE: the spare
-// descriptors (muduo's Acceptor, after libev's documentation). Out of
+// descriptor (muduo's Acceptor, after libev's documentation). Out of
 // descriptors, accept() leaves the client in the queue and the listener
 // stays readable: a level-triggered loop would wake for it forever, and the
-// client would wait for nothing. A few spare descriptors, opened at start,
-// let the server say "no" instead: close a spare, accept the client, close
-// it at once (the client sees a clean close), and open the spare again.
+// client would wait for nothing. A spare descriptor, opened at start, lets
+// the server say "no" instead: free the spare's slot, accept the client,
+// close it at once (the client sees a clean close).
 //
 // Turns away one waiting client and counts it in stats.refused. True when
 // the caller should accept again: it turned one away and more may be
 // waiting, or a descriptor was free again by the time a client came (that
 // one is not turned away: the next accept4 takes it). False when none was
 // waiting (it looks for up to 100 ms first: a blocking accept() fails with
-// EMFILE before it knows whether anyone is queued) or no spare could be had.
+// EMFILE before it knows whether anyone is queued).
 // Says what is happening on stderr, at most once a second.
 //
-// Several threads may call it; only these calls take a lock, the ordinary
-// accepts do not. So another thread's accept4 can take the slot a spare
-// just freed: that client is then served, this spare is gone until a
-// descriptor frees up, and the next spare is tried.
+// Several threads may call it, and the ordinary accepts take no lock. The
+// slot is freed in a private copy of the descriptor table (see net.cpp),
+// so no other thread's accept4 can take it first.
 bool refuse_one_client(FdRef listener, int err, Counters& stats);
 
 }  // namespace ladder

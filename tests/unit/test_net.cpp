@@ -1,6 +1,6 @@
 // test_net.cpp — parse_address, hint_for, listen_tcp, local_address/local_port,
 // announce_listening, raise_fd_limit, client_gone_before_accept and
-// refuse_one_client (the spare descriptors).
+// refuse_one_client (the spare descriptor).
 //
 // The steps make their own accept4/read/send calls; these tests make them
 // too, as a step would, around the helpers.
@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -496,7 +497,7 @@ TEST_CASE("client_gone_before_accept: the pending connection's own errors, and o
 }
 
 // ---------------------------------------------------------------------------
-// refuse_one_client: the spare descriptors
+// refuse_one_client: the spare descriptor
 //
 // Its stderr line comes at most once a second, process-wide: the first case
 // below makes this process's first call, so its line is the one to see.
@@ -592,4 +593,56 @@ TEST_CASE("refuse_one_client from several threads: each waiting client refused o
     CHECK(total == kWaiting);
     CHECK(stats.counters().refused == std::uint64_t(kWaiting));
     for (const Fd& client : clients) CHECK(read_after_close(client) == 0);
+}
+
+TEST_CASE("refuse_one_client while other threads accept: none of them takes the freed slot") {
+    constexpr int kThreads = 3;
+    constexpr int kWaiting = 50;
+    ladder::Stats stats("00", "http");
+    Fd listener = ladder::listen_tcp("127.0.0.1", 0, true);
+    std::vector<Fd> clients;
+    for (int i = 0; i < kWaiting; ++i) clients.push_back(connect_to(port_of(listener)));
+    REQUIRE(readable_within(listener.get(), kPatienceMs));
+    std::atomic<bool> stop{false};
+    std::atomic<int> taken{0};  // clients the other threads' accept4 got
+    int refused = 0;
+    {
+        Capture err(STDERR_FILENO);  // its once-a-second line is not this test's
+        std::latch ready(kThreads), go(1), finished(kThreads), leave(1);
+        std::vector<std::thread> threads;
+        std::vector<Fd> kept[kThreads];
+        for (int t = 0; t < kThreads; ++t)
+            threads.emplace_back([&, t] {
+                ready.count_down();
+                go.wait();
+                // What every other worker of a herd does meanwhile: accept4,
+                // EMFILE, accept4 again. One that succeeds keeps the client.
+                while (!stop) {
+                    int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+                    if (fd >= 0) {
+                        ++taken;
+                        kept[t].emplace_back(fd);
+                    }
+                }
+                finished.count_down();
+                leave.wait();
+                kept[t].clear();
+            });
+        ready.wait();
+        {
+            DescriptorsExhausted exhausted;
+            go.count_down();
+            while (refused < kWaiting &&
+                   ladder::refuse_one_client(listener, EMFILE, stats.counters()))
+                ++refused;
+            stop = true;
+            finished.wait();
+            CHECK(exhausted.full());
+        }
+        leave.count_down();
+        for (std::thread& t : threads) t.join();
+    }
+    CHECK(taken == 0);
+    CHECK(refused == kWaiting);
+    CHECK(stats.counters().refused == std::uint64_t(kWaiting));
 }
