@@ -89,8 +89,8 @@ bool accept_one(Loop& loop) {
         if (errno == EMFILE || errno == ENFILE) {
             if (ladder::refuse_one_client(loop.listener, errno, loop.stats.counters()))
                 return true;
-            // Not refused: the spares can run out here (another worker's
-            // accept4 may take the slot one gave back), and clients still
+            // Not refused: another worker took the client, or no thread
+            // could be had for the refusal; and clients still
             // queued would wait for an edge that never comes. EPOLL_CTL_MOD
             // re-arms the listener: a queue not yet empty is reported again.
             if (!ladder::stop_requested())
