@@ -212,7 +212,9 @@ void close_conn(Loop& loop, Conn& c) {
 // kernel what this connection needs next — a send of its output, a receive
 // when none is armed — or start closing it. A session that stops reading
 // (its output above the high-water mark, or closing) has its multishot
-// receive cancelled: it would go on filling the input otherwise.
+// receive cancelled: it would go on filling the input otherwise. So does
+// one whose send is out: process() waits for it, and a client that does
+// not read keeps that send out while the receive fills the input for ever.
 void rewatch(Loop& loop, Conn& c) {
     Ops& ops = loop.ops[c.fd.get()];
     if (!ops.send) {
@@ -221,7 +223,8 @@ void rewatch(Loop& loop, Conn& c) {
         if (!c.session.output().empty()) arm_send(loop, c);
     }
     if (c.session.done()) return close_conn(loop, c);
-    bool read = c.session.want().read;
+    bool piling_up = ops.send && c.session.input().size() > ladder::kOutputHighWater;
+    bool read = c.session.want().read && !piling_up;
     if (read && !ops.recv && !ops.fin)
         arm_recv(loop, c);
     else if (!read && ops.recv)
